@@ -1,0 +1,167 @@
+//! The `Saver` trait and an in-memory saver.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::SaveError;
+
+/// A batch of results handed to a [`Saver`]: whole chunks, in input order.
+#[derive(Debug)]
+pub struct Batch<'a, T> {
+    /// The chunks this batch covers (chunks that failed and were skipped
+    /// under a skip policy are inside the range but have no results).
+    pub chunks: Range<u64>,
+    /// The input items this batch covers.
+    pub items: Range<u64>,
+    /// The results, in input order.
+    pub results: &'a [T],
+}
+
+/// Where a resumed job restarts; see [`Saver::resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The first chunk that will be saved again.
+    pub next_chunk: u64,
+    /// The input index of that chunk's first item.
+    pub next_item: u64,
+}
+
+/// Persists results, batch by batch, in input order.
+///
+/// The runtime calls [`save`](Saver::save) on a thread of its own (never a
+/// task thread), with batches of at least `save_interval` results cut at
+/// chunk boundaries (the last batch may be smaller), then
+/// [`finish`](Saver::finish) once. When `save` returns `Ok`, the batch counts
+/// as committed: a checkpoint may record it, so it must be durable.
+pub trait Saver<T>: Send + 'static {
+    /// Saves one batch. An error stops the job and is returned to the caller.
+    fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError>;
+
+    /// Called once after the last batch. Defaults to doing nothing.
+    fn finish(&mut self) -> Result<(), SaveError> {
+        Ok(())
+    }
+
+    /// Called once, before any `save`, when a job resumes from a checkpoint:
+    /// everything for chunks `>= point.next_chunk` that this saver may have
+    /// written before the crash must be forgotten (it was not checkpointed)
+    /// and will be saved again. Defaults to doing nothing.
+    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
+        let _ = point;
+        Ok(())
+    }
+
+    /// A short description recorded in checkpoints (format and location), so
+    /// a resume with a different output is refused. Defaults to empty.
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
+/// One batch as [`MemorySaver`] recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedBatch<T> {
+    /// The chunks the batch covered.
+    pub chunks: Range<u64>,
+    /// The items the batch covered.
+    pub items: Range<u64>,
+    /// The results.
+    pub results: Vec<T>,
+}
+
+/// A saver that keeps batches in memory, for tests and small jobs.
+///
+/// Clones share the same storage, so a test can keep one clone and hand the
+/// other to the job.
+///
+/// ```
+/// use raygent_core::{Batch, MemorySaver, Saver};
+/// let saver = MemorySaver::new();
+/// let mut s = saver.clone();
+/// s.save(&Batch { chunks: 0..1, items: 0..2, results: &[4, 9] }).unwrap();
+/// assert_eq!(saver.results(), vec![4, 9]);
+/// ```
+#[derive(Debug)]
+pub struct MemorySaver<T> {
+    batches: Arc<Mutex<Vec<SavedBatch<T>>>>,
+    fail_after: Option<usize>,
+}
+
+impl<T> Clone for MemorySaver<T> {
+    fn clone(&self) -> Self {
+        MemorySaver {
+            batches: Arc::clone(&self.batches),
+            fail_after: self.fail_after,
+        }
+    }
+}
+
+impl<T> Default for MemorySaver<T> {
+    fn default() -> Self {
+        MemorySaver {
+            batches: Arc::new(Mutex::new(Vec::new())),
+            fail_after: None,
+        }
+    }
+}
+
+impl<T: Clone> MemorySaver<T> {
+    /// An empty saver.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A saver whose saves fail once `n` batches were saved (for tests).
+    pub fn failing_after(n: usize) -> Self {
+        MemorySaver {
+            fail_after: Some(n),
+            ..Self::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SavedBatch<T>>> {
+        // A poisoned lock only means a test thread panicked mid-push; the
+        // data is still a list of whole batches.
+        self.batches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every batch saved so far.
+    pub fn batches(&self) -> Vec<SavedBatch<T>> {
+        self.lock().clone()
+    }
+
+    /// Every result saved so far, concatenated.
+    pub fn results(&self) -> Vec<T> {
+        self.lock()
+            .iter()
+            .flat_map(|b| b.results.iter().cloned())
+            .collect()
+    }
+}
+
+impl<T: Clone + Send + 'static> Saver<T> for MemorySaver<T> {
+    fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError> {
+        let mut batches = self.lock();
+        if self.fail_after.is_some_and(|n| batches.len() >= n) {
+            return Err(SaveError::write(
+                format!("memory saver, batch of chunks {:?}", batch.chunks),
+                "injected failure",
+            ));
+        }
+        batches.push(SavedBatch {
+            chunks: batch.chunks.clone(),
+            items: batch.items.clone(),
+            results: batch.results.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
+        self.lock().retain(|b| b.chunks.end <= point.next_chunk);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
