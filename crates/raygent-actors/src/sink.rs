@@ -1,0 +1,191 @@
+//! The end of the pipeline: results in input order go to the saver (in
+//! batches of at least `save_interval`) and then to the result handler.
+
+use std::ops::Range;
+
+use raygent_core::{Batch, Error, FailedChunk, ResultHandler, Saver};
+
+use crate::resume::StartPoint;
+
+/// A chunk leaving the reorder stage, in input order.
+#[derive(Debug)]
+pub(crate) enum Released<O> {
+    /// The chunk's results.
+    Done {
+        index: u64,
+        start: u64,
+        results: Vec<O>,
+    },
+    /// The chunk failed on every attempt and is skipped.
+    Failed(FailedChunk),
+}
+
+impl<O> Released<O> {
+    pub(crate) fn index(&self) -> u64 {
+        match self {
+            Released::Done { index, .. } => *index,
+            Released::Failed(f) => f.index,
+        }
+    }
+}
+
+/// What the sink tells the checkpoint stage after each committed batch.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// Every chunk below this index is committed.
+    pub next_chunk: u64,
+    /// Every input item below this index is committed.
+    pub next_item: u64,
+    /// Results committed so far, by this run and earlier ones.
+    pub results: u64,
+    /// The batch just committed: chunks and items.
+    pub chunks: Range<u64>,
+    /// Its items.
+    pub items: Range<u64>,
+    /// Chunks skipped after failing on every attempt, so far.
+    pub failed: Vec<FailedChunk>,
+}
+
+/// Receives [`Commit`]s (the checkpoint stage).
+pub(crate) type CommitObserver = Box<dyn FnMut(&Commit) -> Result<(), Error> + Send>;
+
+/// Batching, saving and result handling, shared by the saver actor and the
+/// sequential mode.
+pub(crate) struct Sink<O, H> {
+    pub(crate) handler: H,
+    pub(crate) saver: Option<Box<dyn Saver<O>>>,
+    save_interval: usize,
+    observer: Option<CommitObserver>,
+    buf: Vec<O>,
+    batch_chunks: Range<u64>,
+    batch_items: Range<u64>,
+    pub(crate) results: u64,
+    committed_results: u64,
+    pub(crate) saves: u64,
+    pub(crate) failed: Vec<FailedChunk>,
+    pub(crate) error: Option<Error>,
+    /// Index of the next chunk expected (for sanity checks).
+    next_chunk: u64,
+}
+
+impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
+    pub(crate) fn new(
+        handler: H,
+        saver: Option<Box<dyn Saver<O>>>,
+        save_interval: usize,
+        observer: Option<CommitObserver>,
+        start: &StartPoint,
+    ) -> Self {
+        let (first_chunk, first_item) = (start.next_chunk, start.next_item);
+        Sink {
+            handler,
+            saver,
+            save_interval: save_interval.max(1),
+            observer,
+            buf: Vec::new(),
+            batch_chunks: first_chunk..first_chunk,
+            batch_items: first_item..first_item,
+            results: 0,
+            committed_results: start.results,
+            saves: 0,
+            failed: start.failed.clone(),
+            error: None,
+            next_chunk: first_chunk,
+        }
+    }
+
+    /// Takes the next chunk in input order.
+    pub(crate) fn consume(&mut self, released: Released<O>) {
+        if self.error.is_some() {
+            return;
+        }
+        debug_assert_eq!(released.index(), self.next_chunk);
+        self.next_chunk = released.index() + 1;
+        let index = released.index();
+        let item_end = match released {
+            Released::Done {
+                start,
+                results,
+                index,
+            } => {
+                tracing::trace!(chunk = index, results = results.len(), "chunk released");
+                let end = start + results.len() as u64;
+                self.results += results.len() as u64;
+                if self.saver.is_none() {
+                    self.handler.add(start, results);
+                } else if self.buf.is_empty() {
+                    self.buf = results;
+                } else {
+                    self.buf.extend(results);
+                }
+                end
+            }
+            Released::Failed(f) => {
+                let end = f.items.end;
+                self.failed.push(f);
+                end
+            }
+        };
+        self.batch_chunks.end = index + 1;
+        self.batch_items.end = item_end;
+        if self.saver.is_none() {
+            self.batch_chunks.start = self.batch_chunks.end;
+            self.batch_items.start = self.batch_items.end;
+        } else if self.buf.len() >= self.save_interval {
+            self.flush();
+        }
+    }
+
+    /// Saves what is buffered (at the end of the job, or when a batch is full).
+    pub(crate) fn flush(&mut self) {
+        if self.error.is_some() || self.batch_chunks.is_empty() {
+            return;
+        }
+        if let Some(saver) = self.saver.as_mut() {
+            let batch = Batch {
+                chunks: self.batch_chunks.clone(),
+                items: self.batch_items.clone(),
+                results: &self.buf,
+            };
+            let span =
+                tracing::debug_span!("save", chunks = ?batch.chunks, results = batch.results.len());
+            let _g = span.enter();
+            if let Err(e) = saver.save(&batch) {
+                tracing::error!(error = %e, "save failed");
+                self.error = Some(Error::Save(e));
+                return;
+            }
+            self.saves += 1;
+            self.committed_results += self.buf.len() as u64;
+            let results = std::mem::take(&mut self.buf);
+            self.handler.add(self.batch_items.start, results);
+            let commit = Commit {
+                next_chunk: self.batch_chunks.end,
+                next_item: self.batch_items.end,
+                results: self.committed_results,
+                chunks: self.batch_chunks.clone(),
+                items: self.batch_items.clone(),
+                failed: self.failed.clone(),
+            };
+            if let Some(obs) = self.observer.as_mut()
+                && let Err(e) = obs(&commit)
+            {
+                self.error = Some(e);
+                return;
+            }
+        }
+        self.batch_chunks.start = self.batch_chunks.end;
+        self.batch_items.start = self.batch_items.end;
+    }
+
+    /// Saves the rest and finishes the saver.
+    pub(crate) fn finish(&mut self) {
+        self.flush();
+        if self.error.is_none()
+            && let Some(saver) = self.saver.as_mut()
+            && let Err(e) = saver.finish()
+        {
+            self.error = Some(Error::Save(e));
+        }
+    }
+}
