@@ -31,12 +31,14 @@ mod window;
 pub use crate::manager::{
     DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, SubmitOptions, TaskManager, max_concurrent_tasks,
 };
-pub use crate::resume::ResumeConfig;
+pub use crate::resume::{
+    JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, latest_job_state,
+};
 pub use crate::sink::Commit;
 
 /// The failure class of a task error raised by a process worker, if it is one.
 pub(crate) fn worker_failure_class(
-    _e: &(dyn std::error::Error + Send + Sync + 'static),
+    e: &(dyn std::error::Error + Send + Sync + 'static),
 ) -> Option<&'static str> {
-    None
+    worker::WorkerError::class_of(e)
 }

@@ -120,6 +120,24 @@ impl<O: Send + 'static> SubmitOptions<O> {
         self.stop = Some(stop);
         self
     }
+    /// Checkpoints progress and resumes an earlier run of the same job.
+    /// Needs a saver.
+    pub fn with_checkpoint(mut self, resume: crate::ResumeConfig) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+    /// The saver, if any.
+    pub fn saver_ref(&self) -> Option<&dyn Saver<O>> {
+        self.saver.as_deref()
+    }
+    /// Whether chunks are processed at once.
+    pub fn at_once(&self) -> bool {
+        self.at_once
+    }
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.failure_policy
+    }
     /// The chunk size.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
@@ -333,10 +351,23 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         } else {
             self.run_actors(chunks, sink, &options, workers, resume.as_mut())
         };
-        let (finished, fed) = outcome?;
-        if let Some(r) = resume.as_mut() {
-            r.finish()?;
-        }
+        let (finished, fed) = match outcome {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(r) = resume.as_mut() {
+                    let _ = r.finish(false);
+                }
+                return Err(e);
+            }
+        };
+        let clean = finished.sink.error.is_none()
+            && finished.stats.error.is_none()
+            && fed.input_error.is_none()
+            && !fed.interrupted;
+        let ckpt_result = match resume.as_mut() {
+            Some(r) => r.finish(clean),
+            None => Ok(()),
+        };
         fill_report(&mut report, &finished);
         report.items = fed.items;
         report.chunks = fed.chunks;
@@ -354,6 +385,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         if let Some(e) = fed.input_error {
             return Err(e);
         }
+        ckpt_result?;
         if fed.interrupted {
             return Err(Error::Interrupted {
                 committed_chunks: resume.map_or(fed.chunks, |r| r.committed_chunks()),

@@ -1,13 +1,130 @@
-//! Resuming a job from its checkpoint (filled in with raygent-ckpt).
+//! Exact resume: the checkpoint stage, and what a job does when it starts
+//! on top of an earlier run's checkpoint.
+//!
+//! After each committed save the saver stage hands a [`Commit`] to the
+//! checkpoint actor (a thread of its own, so checkpoint writes never slow
+//! the task or saver threads). The actor writes a [`JobState`] as step
+//! `next_chunk`; when several commits queue up it writes only the newest,
+//! which covers the others. On start, the newest committed step says how
+//! many chunks are done; the job checks that configuration and input are
+//! the same, skips those chunks without running them, and tells the saver
+//! to drop anything it wrote past that point.
 
-use raygent_core::{Chunk, Chunks, Error, FailedChunk, Saver, TaskFactory};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use raygent_core::{
+    Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, Saver, Task, TaskFactory,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::SubmitOptions;
-use crate::sink::CommitObserver;
+use crate::sink::{Commit, CommitObserver};
 
-/// Where and how a job checkpoints its progress.
-#[derive(Debug, Clone)]
-pub struct ResumeConfig {}
+/// Where a job's progress checkpoints are kept: a store of step-indexed
+/// [`JobState`]s. Implemented for `raygent_ckpt::StepCheckpointer`.
+pub trait ProgressStore: Send + Sync + 'static {
+    /// The newest committed step and its state, if any.
+    fn load_latest(&self) -> Result<Option<JobState>, Error>;
+    /// Writes `state` as step `step` (overwriting that step if it exists);
+    /// the step must be visible only once completely written.
+    fn save(&self, step: u64, state: &JobState) -> Result<(), Error>;
+    /// Removes every checkpoint (a fresh start).
+    fn clear(&self) -> Result<(), Error>;
+    /// Where the checkpoints live, for messages.
+    fn location(&self) -> String;
+}
+
+/// What identifies a job: a resume is accepted only if all of it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConfig {
+    /// Items per chunk.
+    pub chunk_size: u64,
+    /// Results per save.
+    pub save_interval: u64,
+    /// Whether chunks were processed at once.
+    pub at_once: bool,
+    /// The task's name.
+    pub task_name: String,
+    /// The task's version.
+    pub task_version: String,
+    /// The saver's description (format and location).
+    pub saver: String,
+    /// Extra identity given by the caller (e.g. the worker command line).
+    pub extra: String,
+}
+
+/// A job's progress as recorded in one checkpoint step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// The job's identity.
+    pub config: JobConfig,
+    /// Every chunk below this is committed (saved or skipped as failed).
+    pub next_chunk: u64,
+    /// Every input item below this is committed.
+    pub next_item: u64,
+    /// Results committed.
+    pub results: u64,
+    /// Fingerprint of input items `[0, next_item)`.
+    pub input_fingerprint: String,
+    /// Parts (saves) committed so far.
+    pub parts: u64,
+    /// The last committed batch: chunks.
+    pub last_chunks: std::ops::Range<u64>,
+    /// Chunks that failed on every attempt and were skipped.
+    pub failed: Vec<FailedChunk>,
+    /// When this step was written (seconds since the Unix epoch).
+    pub written_at: u64,
+    /// Whether the job had finished when this step was written.
+    pub complete: bool,
+}
+
+/// How a job checkpoints and resumes.
+///
+/// ```no_run
+/// # fn store() -> std::sync::Arc<dyn raygent_actors::ProgressStore> { unimplemented!() }
+/// use raygent_actors::ResumeConfig;
+/// let cfg = ResumeConfig::new(store()).with_fresh(false).with_identity("my-job v2");
+/// ```
+#[derive(Clone)]
+pub struct ResumeConfig {
+    store: Arc<dyn ProgressStore>,
+    fresh: bool,
+    extra: String,
+}
+
+impl std::fmt::Debug for ResumeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeConfig")
+            .field("store", &self.store.location())
+            .field("fresh", &self.fresh)
+            .finish()
+    }
+}
+
+impl ResumeConfig {
+    /// Checkpoints go to `store`; an existing checkpoint of the same job is
+    /// resumed.
+    pub fn new(store: Arc<dyn ProgressStore>) -> Self {
+        ResumeConfig {
+            store,
+            fresh: false,
+            extra: String::new(),
+        }
+    }
+    /// Discards any existing checkpoint and output and starts from chunk 0.
+    pub fn with_fresh(mut self, fresh: bool) -> Self {
+        self.fresh = fresh;
+        self
+    }
+    /// Extra identity that must match on resume (e.g. a command line).
+    pub fn with_identity(mut self, extra: impl Into<String>) -> Self {
+        self.extra = extra.into();
+        self
+    }
+}
 
 /// Where a run starts.
 #[derive(Debug, Clone, Default)]
@@ -15,43 +132,421 @@ pub(crate) struct StartPoint {
     pub(crate) next_chunk: u64,
     pub(crate) next_item: u64,
     pub(crate) results: u64,
+    pub(crate) parts: u64,
     pub(crate) failed: Vec<FailedChunk>,
 }
 
+/// Fingerprints of the input at chunk boundaries, from the feeder (which
+/// runs ahead) to the checkpoint stage (which needs the fingerprint of
+/// exactly what was committed).
+#[derive(Default)]
+struct Boundaries {
+    /// (chunk end index, fingerprint of items before it)
+    queue: VecDeque<(u64, String)>,
+}
+
+enum CkptMsg {
+    Save(Box<JobState>),
+    Stop,
+}
+
+/// The checkpoint actor: a thread that writes job states, newest first
+/// wins, and reports the first error.
+struct CheckpointActor {
+    tx: mpsc::Sender<CkptMsg>,
+    handle: Option<JoinHandle<()>>,
+    error: Arc<Mutex<Option<Error>>>,
+}
+
+impl CheckpointActor {
+    fn start(store: Arc<dyn ProgressStore>) -> Result<Self, Error> {
+        let (tx, rx) = mpsc::channel::<CkptMsg>();
+        let error = Arc::new(Mutex::new(None));
+        let err = Arc::clone(&error);
+        let handle = std::thread::Builder::new()
+            .name("raygent-ckpt".into())
+            .spawn(move || {
+                let mut stop = false;
+                while !stop {
+                    let Ok(first) = rx.recv() else { break };
+                    // Coalesce: only the newest queued state is written.
+                    let mut newest = None;
+                    for msg in std::iter::once(first).chain(rx.try_iter()) {
+                        match msg {
+                            CkptMsg::Save(s) => newest = Some(s),
+                            CkptMsg::Stop => stop = true,
+                        }
+                    }
+                    if let Some(state) = newest {
+                        let span = tracing::debug_span!("checkpoint", step = state.next_chunk);
+                        let _g = span.enter();
+                        if let Err(e) = store.save(state.next_chunk, &state) {
+                            tracing::error!(error = %e, "checkpoint write failed");
+                            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
+                            slot.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(CheckpointActor {
+            tx,
+            handle: Some(handle),
+            error,
+        })
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn send(&self, state: JobState) -> Result<(), Error> {
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        self.tx
+            .send(CkptMsg::Save(Box::new(state)))
+            .map_err(|_| Error::Runtime("the checkpoint thread stopped".into()))
+    }
+
+    /// Waits for every queued write; returns the first error.
+    fn finish(&mut self) -> Result<(), Error> {
+        let _ = self.tx.send(CkptMsg::Stop);
+        if let Some(h) = self.handle.take()
+            && h.join().is_err()
+        {
+            return Err(Error::Runtime("the checkpoint thread panicked".into()));
+        }
+        match self.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CheckpointActor {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
 pub(crate) struct Resumer {
+    store: Arc<dyn ProgressStore>,
+    config: JobConfig,
     start: StartPoint,
+    expected_fingerprint: Option<String>,
+    fingerprint: Fingerprint,
+    boundaries: Arc<Mutex<Boundaries>>,
+    actor: Arc<Mutex<CheckpointActor>>,
+    last: Arc<Mutex<Option<JobState>>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn differences(old: &JobConfig, new: &JobConfig) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut cmp = |what: &str, a: String, b: String| {
+        if a != b {
+            d.push(format!("{what} was {a:?}, now {b:?}"));
+        }
+    };
+    cmp(
+        "chunk size",
+        old.chunk_size.to_string(),
+        new.chunk_size.to_string(),
+    );
+    cmp(
+        "save interval",
+        old.save_interval.to_string(),
+        new.save_interval.to_string(),
+    );
+    cmp("at_once", old.at_once.to_string(), new.at_once.to_string());
+    cmp("task name", old.task_name.clone(), new.task_name.clone());
+    cmp(
+        "task version",
+        old.task_version.clone(),
+        new.task_version.clone(),
+    );
+    cmp("output", old.saver.clone(), new.saver.clone());
+    cmp("job identity", old.extra.clone(), new.extra.clone());
+    d
 }
 
 impl Resumer {
-    pub(crate) fn open<F: TaskFactory, O>(
-        _cfg: ResumeConfig,
-        _factory: &F,
-        _options: &SubmitOptions<O>,
+    pub(crate) fn open<F: TaskFactory, O: Send + 'static>(
+        cfg: ResumeConfig,
+        factory: &F,
+        options: &SubmitOptions<O>,
         _workers: usize,
     ) -> Result<Self, Error> {
+        let Some(saver) = options.saver_ref() else {
+            return Err(Error::InvalidConfig(
+                "checkpointing needs a saver: results that are not saved cannot be resumed".into(),
+            ));
+        };
+        let probe = factory.make();
+        let config = JobConfig {
+            chunk_size: options.chunk_size() as u64,
+            save_interval: options.save_interval() as u64,
+            at_once: options.at_once(),
+            task_name: probe.name().into_owned(),
+            task_version: probe.version().into_owned(),
+            saver: saver.describe(),
+            extra: cfg.extra.clone(),
+        };
+        drop(probe);
+        let store = Arc::clone(&cfg.store);
+        let mut start = StartPoint::default();
+        let mut expected_fingerprint = None;
+        if cfg.fresh {
+            store.clear()?;
+        } else if let Some(state) = store.load_latest()? {
+            let diff = differences(&state.config, &config);
+            if !diff.is_empty() {
+                return Err(Error::JobMismatch {
+                    location: store.location(),
+                    differences: diff,
+                });
+            }
+            tracing::info!(
+                next_chunk = state.next_chunk,
+                next_item = state.next_item,
+                "resuming from checkpoint"
+            );
+            start = StartPoint {
+                next_chunk: state.next_chunk,
+                next_item: state.next_item,
+                results: state.results,
+                parts: state.parts,
+                failed: state.failed.clone(),
+            };
+            expected_fingerprint = Some(state.input_fingerprint.clone());
+        }
+        let actor = CheckpointActor::start(Arc::clone(&store))?;
         Ok(Resumer {
-            start: StartPoint::default(),
+            store,
+            config,
+            start,
+            expected_fingerprint,
+            fingerprint: Fingerprint::new(),
+            boundaries: Arc::default(),
+            actor: Arc::new(Mutex::new(actor)),
+            last: Arc::default(),
         })
     }
+
     pub(crate) fn start(&self) -> StartPoint {
         self.start.clone()
     }
-    pub(crate) fn prepare_saver<O>(&mut self, _saver: &mut dyn Saver<O>) -> Result<(), Error> {
+
+    /// Drops whatever the saver wrote past the checkpoint (it was never
+    /// committed, so it will be written again, under the same names).
+    pub(crate) fn prepare_saver<O: 'static>(
+        &mut self,
+        saver: &mut dyn Saver<O>,
+    ) -> Result<(), Error> {
+        saver.resume(&ResumePoint {
+            next_chunk: self.start.next_chunk,
+            next_item: self.start.next_item,
+        })?;
         Ok(())
     }
+
+    /// The commit observer for the sink: sends a job state per commit.
     pub(crate) fn observer(&mut self) -> CommitObserver {
-        Box::new(|_| Ok(()))
+        let boundaries = Arc::clone(&self.boundaries);
+        let actor = Arc::clone(&self.actor);
+        let last = Arc::clone(&self.last);
+        let config = self.config.clone();
+        let mut parts = self.start.parts;
+        Box::new(move |c: &Commit| {
+            parts += 1;
+            let fp = {
+                let mut b = boundaries.lock().unwrap_or_else(|e| e.into_inner());
+                let mut found = None;
+                while let Some((end, _)) = b.queue.front() {
+                    if *end > c.next_chunk {
+                        break;
+                    }
+                    found = b.queue.pop_front();
+                }
+                found
+            };
+            let Some((end, fingerprint)) = fp else {
+                return Err(Error::Runtime(format!(
+                    "no input fingerprint recorded for chunk boundary {}",
+                    c.next_chunk
+                )));
+            };
+            debug_assert_eq!(end, c.next_chunk);
+            let state = JobState {
+                config: config.clone(),
+                next_chunk: c.next_chunk,
+                next_item: c.next_item,
+                results: c.results,
+                input_fingerprint: fingerprint.clone(),
+                parts,
+                last_chunks: c.chunks.clone(),
+                failed: c.failed.clone(),
+                written_at: now_secs(),
+                complete: false,
+            };
+            // Keep the boundary so a later commit at the same point works.
+            boundaries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .queue
+                .push_front((end, fingerprint));
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
+            actor.lock().unwrap_or_else(|e| e.into_inner()).send(state)
+        })
     }
-    pub(crate) fn skip_committed<C>(&mut self, _chunks: &mut Chunks<C>) -> Result<(), Error> {
+
+    /// Consumes the chunks the checkpoint says are committed, checking the
+    /// input is the same as before.
+    pub(crate) fn skip_committed<C, T: serde::Serialize, E: std::fmt::Display>(
+        &mut self,
+        chunks: &mut Chunks<C>,
+    ) -> Result<(), Error>
+    where
+        C: Iterator<Item = Result<T, E>>,
+    {
+        let target = self.start.next_chunk;
+        while chunks.next_index() < target {
+            match chunks.next() {
+                Some(Ok(chunk)) => {
+                    for item in &chunk.items {
+                        self.fingerprint.update_item(item)?;
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(Error::Input {
+                        item: e.item,
+                        message: e.error.to_string(),
+                    });
+                }
+                None => break,
+            }
+        }
+        let location = self.store.location();
+        if chunks.next_index() < target || chunks.next_start() != self.start.next_item {
+            return Err(Error::JobMismatch {
+                location,
+                differences: vec![format!(
+                    "the input is shorter than before: the checkpoint covers {} items in {} chunks, the input has only {} items",
+                    self.start.next_item,
+                    target,
+                    chunks.next_start()
+                )],
+            });
+        }
+        if let Some(expected) = &self.expected_fingerprint
+            && *expected != self.fingerprint.value()
+        {
+            return Err(Error::JobMismatch {
+                location,
+                differences: vec![format!(
+                    "the input changed: its first {} items have fingerprint {}, the checkpoint recorded {}",
+                    self.start.next_item,
+                    self.fingerprint.value(),
+                    expected
+                )],
+            });
+        }
+        self.boundaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue
+            .push_back((target, self.fingerprint.value()));
         Ok(())
     }
-    pub(crate) fn observe_chunk<T>(&mut self, _chunk: &Chunk<T>) -> Result<(), Error> {
+
+    /// Fingerprints a chunk about to be dispatched.
+    pub(crate) fn observe_chunk<T: serde::Serialize>(
+        &mut self,
+        chunk: &Chunk<T>,
+    ) -> Result<(), Error> {
+        for item in &chunk.items {
+            self.fingerprint.update_item(item)?;
+        }
+        self.boundaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue
+            .push_back((chunk.index + 1, self.fingerprint.value()));
         Ok(())
     }
-    pub(crate) fn finish(&mut self) -> Result<(), Error> {
-        Ok(())
+
+    /// Waits for the checkpoint writes; marks the job complete if `done`.
+    pub(crate) fn finish(&mut self, done: bool) -> Result<(), Error> {
+        let mut actor = self.actor.lock().unwrap_or_else(|e| e.into_inner());
+        if done && let Some(mut state) = self.last.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            state.complete = true;
+            state.written_at = now_secs();
+            actor.send(state)?;
+        }
+        actor.finish()
     }
+
     pub(crate) fn committed_chunks(&self) -> u64 {
-        self.start.next_chunk
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(self.start.next_chunk, |s| s.next_chunk)
+    }
+}
+
+/// Reads the newest job state of a store (for status commands).
+pub fn latest_job_state(store: &dyn ProgressStore) -> Result<Option<JobState>, Error> {
+    store.load_latest()
+}
+
+/// A [`ProgressStore`] in memory, for tests: clones share the same steps.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryProgressStore {
+    steps: Arc<Mutex<std::collections::BTreeMap<u64, JobState>>>,
+}
+
+impl MemoryProgressStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The steps written so far.
+    pub fn steps(&self) -> Vec<u64> {
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+impl ProgressStore for MemoryProgressStore {
+    fn load_latest(&self) -> Result<Option<JobState>, Error> {
+        let steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(steps.values().next_back().cloned())
+    }
+    fn save(&self, step: u64, state: &JobState) -> Result<(), Error> {
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(step, state.clone());
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), Error> {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+    fn location(&self) -> String {
+        "memory".into()
     }
 }

@@ -59,6 +59,20 @@ pub enum Error {
     #[error("checkpoint error: {0}")]
     Checkpoint(String),
 
+    /// A checkpoint exists, but for a different job: resuming would mix the
+    /// outputs of two jobs, so the run is refused.
+    #[error(
+        "the checkpoint at {location} belongs to a different job: {}; \
+         start fresh to discard the old checkpoint and output",
+        differences.join("; ")
+    )]
+    JobMismatch {
+        /// Where the checkpoint lives.
+        location: String,
+        /// What differs, e.g. "chunk size was 10, now 20".
+        differences: Vec<String>,
+    },
+
     /// The job was interrupted (SIGINT, SIGTERM or [`StopHandle`](crate::StopHandle));
     /// completed chunks were committed and a rerun resumes.
     #[error("interrupted after committing {committed_chunks} chunk(s); rerun to resume")]

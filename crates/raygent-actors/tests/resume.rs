@@ -1,0 +1,133 @@
+//! Resume from a checkpoint inside one process (the crash tests with real
+//! processes and real stores live in the workspace's tests/ crate).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use raygent_actors::{MemoryProgressStore, ResumeConfig, SubmitOptions, TaskManager};
+use raygent_core::{Discard, Error, MemorySaver, StopHandle, task_fn};
+
+/// Runs squares over `input`, stopping once `stop_at` items were processed.
+fn run(
+    input: Vec<u64>,
+    chunk: usize,
+    store: &MemoryProgressStore,
+    saver: &MemorySaver<u64>,
+    stop_at: Option<u64>,
+    fresh: bool,
+    sequential: bool,
+) -> (Result<raygent_core::JobReport, Error>, Vec<u64>) {
+    let stop = StopHandle::new();
+    let processed = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicU64::new(0));
+    let (s, p, c) = (stop.clone(), Arc::clone(&processed), Arc::clone(&count));
+    let mut m = TaskManager::with_handler(
+        move || {
+            let (s, p, c) = (s.clone(), Arc::clone(&p), Arc::clone(&c));
+            task_fn("square", move |x: &u64| {
+                p.lock().unwrap().push(*x);
+                if stop_at.is_some_and(|n| c.fetch_add(1, Ordering::SeqCst) + 1 == n) {
+                    s.stop();
+                }
+                Ok(x * x)
+            })
+        },
+        Discard,
+    )
+    .with_n_cores(2)
+    .with_sequential(sequential);
+    let r = m.submit_tasks(
+        input,
+        SubmitOptions::new()
+            .with_chunk_size(chunk)
+            .with_save_interval(25)
+            .with_saver(saver.clone())
+            .with_stop_handle(stop)
+            .with_checkpoint(ResumeConfig::new(Arc::new(store.clone())).with_fresh(fresh)),
+    );
+    let mut seen = processed.lock().unwrap().clone();
+    seen.sort();
+    (r, seen)
+}
+
+#[test]
+fn an_interrupted_job_resumes_without_redoing_committed_chunks() {
+    for sequential in [false, true] {
+        let input: Vec<u64> = (0..2000).collect();
+        let store = MemoryProgressStore::new();
+        let saver = MemorySaver::new();
+        let (r, _) = run(
+            input.clone(),
+            10,
+            &store,
+            &saver,
+            Some(500),
+            false,
+            sequential,
+        );
+        let Err(Error::Interrupted { committed_chunks }) = r else {
+            panic!("expected an interruption, got {r:?}")
+        };
+        assert!(committed_chunks >= 10, "{committed_chunks}");
+        let steps = store.steps();
+        assert_eq!(*steps.last().unwrap(), committed_chunks);
+
+        let (r, seen) = run(input.clone(), 10, &store, &saver, None, false, sequential);
+        let report = r.unwrap();
+        assert_eq!(report.resumed_chunks, committed_chunks);
+        // Nothing committed was run again.
+        assert_eq!(seen.first().copied(), Some(committed_chunks * 10));
+        assert_eq!(
+            saver.results(),
+            input.iter().map(|x| x * x).collect::<Vec<_>>()
+        );
+
+        // A third run finds the job complete and runs nothing.
+        let (r, seen) = run(input.clone(), 10, &store, &saver, None, false, sequential);
+        assert!(r.is_ok());
+        assert!(seen.is_empty());
+        assert_eq!(saver.results().len(), 2000);
+    }
+}
+
+#[test]
+fn resume_is_refused_when_the_chunk_size_changed_and_fresh_starts_over() {
+    let input: Vec<u64> = (0..1000).collect();
+    let store = MemoryProgressStore::new();
+    let saver = MemorySaver::new();
+    let (r, _) = run(input.clone(), 10, &store, &saver, Some(300), false, false);
+    assert!(matches!(r, Err(Error::Interrupted { .. })));
+    let (r, seen) = run(input.clone(), 20, &store, &saver, None, false, false);
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::JobMismatch { .. }), "{msg}");
+    assert!(msg.contains("chunk size was \"10\", now \"20\""), "{msg}");
+    assert!(msg.contains("start fresh"), "{msg}");
+    assert!(seen.is_empty(), "nothing runs when resume is refused");
+
+    let (r, seen) = run(input.clone(), 20, &store, &saver, None, true, false);
+    r.unwrap();
+    assert_eq!(seen.len(), 1000);
+    assert_eq!(
+        saver.results(),
+        input.iter().map(|x| x * x).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn resume_is_refused_when_the_input_changed() {
+    let input: Vec<u64> = (0..1000).collect();
+    let store = MemoryProgressStore::new();
+    let saver = MemorySaver::new();
+    let (r, _) = run(input.clone(), 10, &store, &saver, Some(300), false, false);
+    assert!(matches!(r, Err(Error::Interrupted { .. })));
+    let mut changed = input.clone();
+    changed[5] = 12345;
+    let (r, _) = run(changed, 10, &store, &saver, None, false, false);
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("the input changed"), "{msg}");
+    let (r, _) = run(input[..20].to_vec(), 10, &store, &saver, None, false, false);
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("shorter"), "{msg}");
+}
