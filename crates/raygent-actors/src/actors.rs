@@ -139,6 +139,7 @@ impl<F: TaskFactory> Handler<RunChunk<In<F>>> for TaskActor<F> {
 // ---------------------------------------------------------------- supervisor
 
 pub(crate) struct SupervisorConfig {
+    pub(crate) progress: crate::progress::Progress,
     pub(crate) workers: usize,
     pub(crate) at_once: bool,
     pub(crate) retry: RetryPolicy,
@@ -302,6 +303,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Handler<ChunkDone<In<F>, Out<F>>>
                 }
                 if attempt < self.cfg.retry.max_attempts() {
                     self.stats.retries += 1;
+                    self.cfg.progress.add_retry();
                     self.attempts.insert(index, attempt);
                     let delay = self.cfg.retry.backoff(attempt);
                     tracing::warn!(chunk = index, attempt, ?delay, error = %failure, "chunk failed; retrying");

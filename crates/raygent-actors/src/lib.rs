@@ -24,6 +24,7 @@
 mod actors;
 mod exec;
 mod manager;
+mod progress;
 mod resume;
 mod sink;
 mod window;
@@ -31,6 +32,7 @@ mod window;
 pub use crate::manager::{
     DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, SubmitOptions, TaskManager, max_concurrent_tasks,
 };
+pub use crate::progress::Progress;
 pub use crate::resume::{
     JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, latest_job_state,
 };

@@ -14,6 +14,7 @@ use crate::actors::{
     fill_report,
 };
 use crate::exec::run_chunk;
+use crate::progress::Progress;
 use crate::sink::{CommitObserver, Released, Sink};
 use crate::window::Window;
 
@@ -45,6 +46,7 @@ pub struct SubmitOptions<O> {
     failure_policy: FailurePolicy,
     window: Option<usize>,
     stop: Option<StopHandle>,
+    progress: Option<Progress>,
     pub(crate) resume: Option<crate::resume::ResumeConfig>,
 }
 
@@ -59,6 +61,7 @@ impl<O> Default for SubmitOptions<O> {
             failure_policy: FailurePolicy::default(),
             window: None,
             stop: None,
+            progress: None,
             resume: None,
         }
     }
@@ -118,6 +121,11 @@ impl<O: Send + 'static> SubmitOptions<O> {
     /// complete and returns [`Error::Interrupted`].
     pub fn with_stop_handle(mut self, stop: StopHandle) -> Self {
         self.stop = Some(stop);
+        self
+    }
+    /// Live counters the job updates (for a progress bar).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
     /// Checkpoints progress and resumes an earlier run of the same job.
@@ -339,6 +347,11 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             observer,
             &start,
         );
+        let mut sink = sink;
+        if let Some(p) = &options.progress {
+            p.set_position(start.next_chunk, start.next_item);
+            sink.progress = p.clone();
+        }
         let mut report = JobReport::default();
         let mut chunks = Chunks::try_new(items.into_iter(), options.chunk_size)?;
         // Skip (and fingerprint) what an earlier run committed.
@@ -442,6 +455,9 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                         *stats.failures.entry(f.class().to_owned()).or_default() += 1;
                         if attempt < max_attempts {
                             stats.retries += 1;
+                            if let Some(p) = &options.progress {
+                                p.add_retry();
+                            }
                             tracing::warn!(chunk = chunk.index, attempt, error = %f, "chunk failed; retrying");
                             std::thread::sleep(options.retry.backoff(attempt));
                             attempt += 1;
@@ -496,6 +512,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         let (alive_tx, alive_rx) = mpsc::channel::<()>();
         let (addr_tx, addr_rx) = mpsc::channel();
         let cfg = SupervisorConfig {
+            progress: options.progress.clone().unwrap_or_default(),
             workers,
             at_once: options.at_once,
             retry: options.retry.clone(),

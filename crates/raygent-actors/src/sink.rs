@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use raygent_core::{Batch, Error, FailedChunk, ResultHandler, Saver};
 
+use crate::progress::Progress;
 use crate::resume::StartPoint;
 
 /// A chunk leaving the reorder stage, in input order.
@@ -66,6 +67,7 @@ pub(crate) struct Sink<O, H> {
     pub(crate) error: Option<Error>,
     /// Index of the next chunk expected (for sanity checks).
     next_chunk: u64,
+    pub(crate) progress: Progress,
 }
 
 impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
@@ -91,6 +93,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             failed: start.failed.clone(),
             error: None,
             next_chunk: first_chunk,
+            progress: Progress::new(),
         }
     }
 
@@ -121,6 +124,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 end
             }
             Released::Failed(f) => {
+                self.progress.add_failed();
                 let end = f.items.end;
                 self.failed.push(f);
                 end
@@ -128,6 +132,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         };
         self.batch_chunks.end = index + 1;
         self.batch_items.end = item_end;
+        self.progress.set_position(index + 1, item_end);
         if self.saver.is_none() {
             self.batch_chunks.start = self.batch_chunks.end;
             self.batch_items.start = self.batch_items.end;
@@ -156,6 +161,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 return;
             }
             self.saves += 1;
+            self.progress.add_save();
             self.committed_results += self.buf.len() as u64;
             let results = std::mem::take(&mut self.buf);
             self.handler.add(self.batch_items.start, results);
