@@ -22,6 +22,7 @@
 mod chunk;
 mod codec;
 mod error;
+mod failpoint;
 mod fingerprint;
 mod handler;
 mod report;
@@ -33,6 +34,8 @@ mod task;
 pub use crate::chunk::{Chunk, Chunks, InputError};
 pub use crate::codec::{CborSeqReader, MAX_FRAME_LEN, from_cbor, read_frame, to_cbor, write_frame};
 pub use crate::error::{BoxError, Error, Result, SaveError, TaskError};
+#[doc(hidden)]
+pub use crate::failpoint::failpoint;
 pub use crate::fingerprint::Fingerprint;
 pub use crate::handler::{Collect, Discard, Fold, OnlineMean, ResultHandler};
 pub use crate::report::{FailedChunk, JobReport};
