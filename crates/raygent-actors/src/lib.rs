@@ -28,6 +28,7 @@ mod progress;
 mod resume;
 mod sink;
 mod window;
+pub mod worker;
 
 pub use crate::manager::{
     DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, SubmitOptions, TaskManager, max_concurrent_tasks,
@@ -37,6 +38,10 @@ pub use crate::resume::{
     JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, latest_job_state,
 };
 pub use crate::sink::Commit;
+pub use crate::worker::{
+    LineTask, ProcessTask, RustWorker, WORKER_ID_ENV, WORKER_TASK_ENV, WorkerCommand, WorkerError,
+    WorkerErrorKind, serve_worker_if_requested,
+};
 
 /// The failure class of a task error raised by a process worker, if it is one.
 pub(crate) fn worker_failure_class(

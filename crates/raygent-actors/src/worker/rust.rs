@@ -1,0 +1,431 @@
+//! Rust tasks in a child process: the program re-executes itself as a worker.
+
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use raygent_core::{Task, TaskError, from_cbor, read_frame, to_cbor, write_frame};
+
+use super::error::{WorkerError, WorkerErrorKind};
+use super::process::{Cause, Framing, Msg, Options, Spec, WorkerProcess};
+
+/// Serves chunks of task `name` and exits, if this process was started as a
+/// worker for it; otherwise returns at once.
+///
+/// Put it at the top of `main`, one line per task that may run in a worker
+/// process, before anything else (argument parsing, logging setup):
+///
+/// ```no_run
+/// use raygent_core::{Task, TaskError};
+///
+/// struct Square;
+/// impl Task for Square {
+///     type Input = u64;
+///     type Output = u64;
+///     fn process_item(&mut self, x: &u64) -> Result<u64, TaskError> {
+///         Ok(x * x)
+///     }
+/// }
+///
+/// fn main() {
+///     raygent_actors::worker::serve_worker_if_requested("square", || Square);
+///     // ... the driver: TaskManager::new(RustWorker::<Square>::new("square").factory()) ...
+/// }
+/// ```
+///
+/// The worker reads chunks from stdin and writes results to stdout as
+/// length-delimited CBOR frames (a `Vec<Input>` in, a
+/// `Result<Vec<Output>, String>` out). While it serves, the process's
+/// stdout is redirected to stderr, so stray `println!`s cannot corrupt the
+/// protocol; stdin reads `/dev/null`. A task error or a panic is reported
+/// for its chunk and the worker goes on (a fresh instance after a panic);
+/// anything that kills the process (abort, segfault, `exit`) is seen by the
+/// parent as a worker death. `make` builds the task instance.
+pub fn serve_worker_if_requested<T, F>(name: &str, make: F)
+where
+    T: Task,
+    F: Fn() -> T,
+{
+    match std::env::var_os(super::WORKER_TASK_ENV) {
+        Some(v) if v == *name => {}
+        _ => return,
+    }
+    let code = match serve(&make) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("raygent worker for task `{name}`: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Moves the protocol off fds 0 and 1: returns (input, output) on new
+/// close-on-exec descriptors, points fd 1 at stderr and fd 0 at /dev/null.
+fn take_protocol_fds() -> io::Result<(File, File)> {
+    let devnull = File::open("/dev/null")?;
+    // SAFETY: plain descriptor operations on fds this process owns; the
+    // new descriptors are owned by the returned Files only.
+    unsafe {
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        if input < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let input = File::from_raw_fd(input);
+        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if output < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let output = File::from_raw_fd(output);
+        if libc::dup2(2, 1) < 0 || libc::dup2(devnull.as_raw_fd(), 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((input, output))
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn serve<T: Task, F: Fn() -> T>(make: &F) -> io::Result<()> {
+    let (input, output) = take_protocol_fds()?;
+    let mut r = BufReader::with_capacity(64 * 1024, input);
+    let mut w = BufWriter::with_capacity(64 * 1024, output);
+    let mut task = make();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while read_frame(&mut r, &mut buf)? {
+        let reply: Result<Vec<T::Output>, String> = match from_cbor::<Vec<T::Input>>(&buf) {
+            Err(e) => Err(format!("the worker cannot decode the chunk: {e}")),
+            Ok(items) => match catch_unwind(AssertUnwindSafe(|| task.process_items(&items))) {
+                Ok(Ok(v)) if v.len() == items.len() => Ok(v),
+                Ok(Ok(v)) => Err(format!(
+                    "the task returned {} result(s) for {} item(s)",
+                    v.len(),
+                    items.len()
+                )),
+                Ok(Err(e)) => Err(error_chain(&*e)),
+                Err(p) => {
+                    let msg = format!("the task panicked: {}", panic_message(&*p));
+                    task = make();
+                    Err(msg)
+                }
+            },
+        };
+        out.clear();
+        if let Err(e) = to_cbor(&reply, &mut out) {
+            out.clear();
+            let fallback: Result<Vec<T::Output>, String> =
+                Err(format!("the worker cannot encode the results: {e}"));
+            to_cbor(&fallback, &mut out).map_err(io::Error::other)?;
+        }
+        write_frame(&mut w, &out)?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
+/// How to start a Rust task in a child process; makes [`ProcessTask`]s.
+///
+/// The child is this program itself (`std::env::current_exe()`, or
+/// [`program`](Self::program)) started with `RAYGENT_WORKER_TASK=<name>`,
+/// so its `main` must begin with
+/// [`serve_worker_if_requested(name, ...)`](serve_worker_if_requested).
+///
+/// ```no_run
+/// # use raygent_core::{Task, TaskError};
+/// # struct Square;
+/// # impl Task for Square {
+/// #     type Input = u64;
+/// #     type Output = u64;
+/// #     fn process_item(&mut self, x: &u64) -> Result<u64, TaskError> { Ok(x * x) }
+/// # }
+/// use std::time::Duration;
+/// use raygent_actors::worker::RustWorker;
+///
+/// let worker = RustWorker::<Square>::new("square").timeout(Duration::from_secs(60));
+/// let mut task = worker.task();
+/// assert_eq!(task.process_items(&[2, 3]).unwrap(), vec![4, 9]);
+/// ```
+pub struct RustWorker<T: Task> {
+    name: String,
+    program: Option<OsString>,
+    args: Vec<OsString>,
+    options: Options,
+    next_id: Arc<AtomicU64>,
+    _task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> Clone for RustWorker<T> {
+    fn clone(&self) -> Self {
+        RustWorker {
+            name: self.name.clone(),
+            program: self.program.clone(),
+            args: self.args.clone(),
+            options: self.options.clone(),
+            next_id: Arc::clone(&self.next_id),
+            _task: PhantomData,
+        }
+    }
+}
+
+impl<T: Task> std::fmt::Debug for RustWorker<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RustWorker")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<T: Task> RustWorker<T> {
+    /// Workers for the task registered under `name` with
+    /// [`serve_worker_if_requested`].
+    pub fn new(name: impl Into<String>) -> Self {
+        RustWorker {
+            name: name.into(),
+            program: None,
+            args: Vec::new(),
+            options: Options::default(),
+            next_id: Arc::new(AtomicU64::new(0)),
+            _task: PhantomData,
+        }
+    }
+
+    /// Runs this program instead of the current executable (it must call
+    /// [`serve_worker_if_requested`] with the same name).
+    pub fn program(mut self, program: impl Into<OsString>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Adds an argument to the worker's command line.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    super::option_setters!();
+
+    /// A new task: one worker process, started on the first chunk. Each
+    /// task gets the next `RAYGENT_WORKER_ID` (0, 1, 2, ...).
+    pub fn task(&self) -> ProcessTask<T> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let program = self
+            .program
+            .clone()
+            .map_or_else(|| std::env::current_exe().map(OsString::from), Ok);
+        let shown = match &program {
+            Ok(p) => std::path::Path::new(p)
+                .file_name()
+                .map_or_else(|| p.to_string_lossy(), |n| n.to_string_lossy())
+                .into_owned(),
+            Err(_) => "<current executable>".to_owned(),
+        };
+        ProcessTask {
+            config: Arc::new(self.clone()),
+            program,
+            label: format!("`{shown}` worker for task `{}`", self.name),
+            worker_id: id,
+            process: None,
+        }
+    }
+
+    /// A task factory for `TaskManager::new`: each call makes a [`ProcessTask`].
+    pub fn factory(self) -> impl Fn() -> ProcessTask<T> + Send + Sync + Clone + 'static {
+        move || self.task()
+    }
+}
+
+/// A [`Task`] that runs task `T` in a child process (see [`RustWorker`]).
+///
+/// Failures are handled like [`LineTask`](super::LineTask)'s: a worker that
+/// dies, hangs past the timeout or breaks the protocol is killed and reaped
+/// and the next chunk starts a fresh one; an error the task itself returns
+/// (or a panic it unwinds from) fails only the chunk, with kind
+/// [`WorkerErrorKind::Task`], and keeps the worker.
+pub struct ProcessTask<T: Task> {
+    config: Arc<RustWorker<T>>,
+    program: io::Result<OsString>,
+    label: String,
+    worker_id: u64,
+    process: Option<WorkerProcess>,
+}
+
+impl<T: Task> std::fmt::Debug for ProcessTask<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTask")
+            .field("worker", &self.label)
+            .field("worker_id", &self.worker_id)
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl<T: Task> ProcessTask<T> {
+    /// The process id of the current worker, if one is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(WorkerProcess::pid)
+    }
+
+    /// This task's `RAYGENT_WORKER_ID`.
+    pub fn worker_id(&self) -> u64 {
+        self.worker_id
+    }
+
+    fn err(&self, kind: WorkerErrorKind, message: impl Into<String>) -> WorkerError {
+        WorkerError::new(kind, self.label.clone(), self.pid(), message, Vec::new())
+    }
+
+    fn ensure_started(&mut self) -> Result<&mut WorkerProcess, WorkerError> {
+        if let Some(p) = &mut self.process {
+            match p.peek_ready() {
+                None => {}
+                Some(Msg::Unit(_)) => {
+                    if let Some(p) = self.process.take() {
+                        return Err(p.fail(Cause::Garbage(
+                            "worker wrote an unexpected frame between chunks".to_owned(),
+                        )));
+                    }
+                }
+                Some(_) => {
+                    tracing::warn!(worker = %p.label(), "worker ended between chunks; starting a new one");
+                    self.process = None;
+                }
+            }
+        }
+        if self.process.is_none() {
+            let program = match &self.program {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(self.err(
+                        WorkerErrorKind::Spawn,
+                        format!("cannot find the current executable to start a worker: {e}"),
+                    ));
+                }
+            };
+            let extra_env = [(super::WORKER_TASK_ENV, self.config.name.clone())];
+            let spec = Spec {
+                program,
+                args: &self.config.args,
+                extra_env: &extra_env,
+                options: &self.config.options,
+                worker_id: self.worker_id,
+                framing: Framing::Frames,
+                label: &self.label,
+            };
+            self.process = Some(WorkerProcess::spawn(&spec)?);
+        }
+        match self.process.as_mut() {
+            Some(p) => Ok(p),
+            None => Err(WorkerError::new(
+                WorkerErrorKind::Spawn,
+                self.label.clone(),
+                None,
+                "worker vanished",
+                Vec::new(),
+            )),
+        }
+    }
+
+    fn run_chunk(&mut self, items: &[T::Input]) -> Result<Vec<T::Output>, WorkerError> {
+        let mut payload = Vec::new();
+        to_cbor(items, &mut payload).map_err(|e| {
+            self.err(
+                WorkerErrorKind::InvalidInput,
+                format!("cannot encode the chunk: {e}"),
+            )
+        })?;
+        let mut frame = Vec::with_capacity(payload.len() + 4);
+        write_frame(&mut frame, &payload).map_err(|e| {
+            self.err(
+                WorkerErrorKind::InvalidInput,
+                format!("cannot frame the chunk: {e}"),
+            )
+        })?;
+        let timeout = self.config.options.timeout;
+        let expected = items.len();
+        let p = self.ensure_started()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        p.send(frame);
+        let reply = match p.recv(deadline) {
+            None => Err(Cause::Timeout {
+                got: 0,
+                expected,
+                after: timeout.unwrap_or_default(),
+            }),
+            Some(Msg::Unit(bytes)) => match from_cbor::<Result<Vec<T::Output>, String>>(&bytes) {
+                Ok(Ok(v)) if v.len() == expected => Ok(Ok(v)),
+                Ok(Ok(v)) => Err(Cause::Garbage(format!(
+                    "worker returned {} result(s) for {expected} item(s)",
+                    v.len()
+                ))),
+                Ok(Err(msg)) => Ok(Err(msg)),
+                Err(e) => Err(Cause::Garbage(format!(
+                    "worker sent a reply frame that does not decode: {e}"
+                ))),
+            },
+            Some(Msg::Eof) => Err(Cause::Eof { got: 0, expected }),
+            Some(Msg::Failed(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(Cause::Garbage(format!("worker sent a garbage frame: {e}")))
+            }
+            Some(Msg::Failed(e)) => Err(Cause::Read(e)),
+        };
+        match reply {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(msg)) => Err(self.err(WorkerErrorKind::Task, msg)),
+            Err(cause) => match self.process.take() {
+                Some(p) => Err(p.fail(cause)),
+                None => Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
+            },
+        }
+    }
+}
+
+impl<T: Task> Task for ProcessTask<T> {
+    type Input = T::Input;
+    type Output = T::Output;
+
+    fn process_item(&mut self, item: &T::Input) -> Result<T::Output, TaskError> {
+        let mut out = self.run_chunk(std::slice::from_ref(item))?;
+        out.pop()
+            .ok_or_else(|| "the worker returned no result".into())
+    }
+
+    fn process_items(&mut self, items: &[T::Input]) -> Result<Vec<T::Output>, TaskError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.run_chunk(items)?)
+    }
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Owned(self.config.name.clone())
+    }
+}
