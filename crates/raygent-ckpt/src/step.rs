@@ -1,0 +1,860 @@
+//! Step checkpoints: the state of a [`Checkpointable`] saved at numbered
+//! steps, committed atomically, the newest N kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::checkpointable::Checkpointable;
+use crate::error::{Error, Result};
+use crate::io::{self, Io, loc};
+
+/// The object that commits a step; written last, with a conditional create.
+pub const COMMIT_FILE: &str = "COMMIT";
+/// The serialized state of a step (CBOR).
+pub const STATE_FILE: &str = "state.cbor";
+/// The step's metadata (JSON).
+pub const METADATA_FILE: &str = "metadata.json";
+
+const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+
+/// The name of a step's directory: `step-` and the step zero-padded to 20
+/// digits, so names sort like numbers.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:020}")
+}
+
+fn parse_step_dir(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?;
+    if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// One user metadata value: a string, an integer, a float or a boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetaValue {
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Str(String),
+}
+
+impl From<bool> for MetaValue {
+    fn from(v: bool) -> Self {
+        MetaValue::Bool(v)
+    }
+}
+impl From<i64> for MetaValue {
+    fn from(v: i64) -> Self {
+        MetaValue::Int(v)
+    }
+}
+impl From<i32> for MetaValue {
+    fn from(v: i32) -> Self {
+        MetaValue::Int(v.into())
+    }
+}
+impl From<u32> for MetaValue {
+    fn from(v: u32) -> Self {
+        MetaValue::Int(v.into())
+    }
+}
+impl From<f64> for MetaValue {
+    fn from(v: f64) -> Self {
+        MetaValue::Float(v)
+    }
+}
+impl From<&str> for MetaValue {
+    fn from(v: &str) -> Self {
+        MetaValue::Str(v.to_owned())
+    }
+}
+impl From<String> for MetaValue {
+    fn from(v: String) -> Self {
+        MetaValue::Str(v)
+    }
+}
+
+/// What `metadata.json` of a step holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// The step.
+    pub step: u64,
+    /// When the step was saved, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The metadata given in [`SaveOptions::metadata`].
+    #[serde(default)]
+    pub user: BTreeMap<String, MetaValue>,
+}
+
+impl Metadata {
+    /// One user metadata value.
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.user.get(key)
+    }
+
+    /// When the step was saved.
+    pub fn created(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.created_at_ms)
+    }
+}
+
+/// Options of one save.
+///
+/// ```
+/// use raygent_ckpt::SaveOptions;
+/// let opts = SaveOptions::new().with_overwrite(true).with_meta("epoch", 3).with_meta("tag", "a");
+/// assert!(opts.overwrite);
+/// assert_eq!(opts.metadata.len(), 2);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions {
+    /// Replace a committed step with the same number (otherwise the save
+    /// fails with [`Error::StepExists`]).
+    pub overwrite: bool,
+    /// User metadata stored in the step's `metadata.json`.
+    pub metadata: BTreeMap<String, MetaValue>,
+}
+
+impl SaveOptions {
+    /// No overwrite, no metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`SaveOptions::overwrite`].
+    pub fn with_overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<MetaValue>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// What the COMMIT object holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Commit {
+    step: u64,
+    state_bytes: u64,
+}
+
+/// What this process knows about the steps under the prefix. It is the
+/// single writer there, so after one listing it needs no more.
+#[derive(Debug, Default)]
+struct Cache {
+    scanned: bool,
+    committed: BTreeSet<u64>,
+    in_flight: BTreeSet<u64>,
+    /// Step directories without COMMIT (left by a crash or a failed save),
+    /// removed once a newer step is committed.
+    dirty: BTreeSet<u64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// Committed steps to keep; 0: all.
+    keep: AtomicUsize,
+    cache: Mutex<Cache>,
+    failure: Mutex<Option<Error>>,
+}
+
+struct StepWrite {
+    step: u64,
+    state: Bytes,
+    metadata: Bytes,
+    replace: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn keep(&self) -> Option<usize> {
+        match self.keep.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    fn dir(&self, step: u64) -> Path {
+        self.prefix.clone().join(step_dir_name(step))
+    }
+
+    fn loc(&self, step: u64) -> String {
+        loc(&*self.store, &self.dir(step))
+    }
+
+    fn record_failure(&self, e: Error) {
+        let mut f = lock(&self.failure);
+        if f.is_none() {
+            *f = Some(e);
+        } else {
+            tracing::error!(error = %e, "another asynchronous checkpoint save failed");
+        }
+    }
+
+    fn take_failure(&self) -> Result<()> {
+        match lock(&self.failure).take() {
+            Some(e) => Err(Error::Background(Box::new(e))),
+            None => Ok(()),
+        }
+    }
+
+    /// Committed steps and step directories without a commit.
+    async fn scan(&self) -> Result<(BTreeSet<u64>, BTreeSet<u64>)> {
+        let mut committed = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for path in io::list(&*self.store, &self.prefix).await? {
+            let Some(step) = io::first_segment_below(&path, &self.prefix)
+                .as_deref()
+                .and_then(parse_step_dir)
+            else {
+                continue;
+            };
+            seen.insert(step);
+            if path.filename() == Some(COMMIT_FILE)
+                && path.parts().count() == self.prefix.parts().count() + 2
+            {
+                committed.insert(step);
+            }
+        }
+        let uncommitted = seen.difference(&committed).copied().collect();
+        Ok((committed, uncommitted))
+    }
+
+    async fn write(&self, job: StepWrite) -> Result<()> {
+        let res = self.write_and_commit(&job).await;
+        {
+            let mut c = lock(&self.cache);
+            c.in_flight.remove(&job.step);
+            match &res {
+                Ok(()) => {
+                    c.committed.insert(job.step);
+                }
+                Err(_) => {
+                    c.dirty.insert(job.step);
+                }
+            }
+        }
+        res?;
+        self.remove_old(job.step).await;
+        Ok(())
+    }
+
+    async fn write_and_commit(&self, job: &StepWrite) -> Result<()> {
+        let store = &*self.store;
+        let dir = self.dir(job.step);
+        let commit = dir.clone().join(COMMIT_FILE);
+        if job.replace {
+            // Uncommit first: a reader never sees the old commit over new data.
+            io::delete(store, vec![commit.clone()]).await?;
+            lock(&self.cache).committed.remove(&job.step);
+        }
+        let (state_path, meta_path) = (
+            dir.clone().join(STATE_FILE),
+            dir.clone().join(METADATA_FILE),
+        );
+        futures::try_join!(
+            io::put_or_err(store, &state_path, job.state.clone()),
+            io::put_or_err(store, &meta_path, job.metadata.clone()),
+        )?;
+        let marker = serde_json::to_vec(&Commit {
+            step: job.step,
+            state_bytes: job.state.len() as u64,
+        })
+        .map_err(|e| Error::Codec {
+            action: "encode",
+            location: loc(store, &commit),
+            message: e.to_string(),
+        })?;
+        let marker = Bytes::from(marker);
+        match io::put(store, &commit, marker.clone(), true).await {
+            Ok(()) => Ok(()),
+            // A store without conditional puts (S3 with conditional put
+            // disabled): the single-writer rule already excludes a commit
+            // by someone else.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                io::put_or_err(store, &commit, marker).await
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::StepExists {
+                step: job.step,
+                location: loc(store, &dir),
+            }),
+            Err(e) => Err(Error::store(loc(store, &commit), e)),
+        }
+    }
+
+    /// After `step` is committed: removes the committed steps beyond `keep`
+    /// and the uncommitted directories older than the newest committed step.
+    /// Failures here do not fail the save (it is committed); they are logged
+    /// and retried after the next commit.
+    async fn remove_old(&self, step: u64) {
+        let (old, dirty) = {
+            let mut guard = lock(&self.cache);
+            let c = &mut *guard;
+            let mut old = Vec::new();
+            if let Some(keep) = self.keep() {
+                while c.committed.len() > keep {
+                    match c.committed.pop_first() {
+                        Some(s) => old.push(s),
+                        None => break,
+                    }
+                }
+            }
+            let newest = c.committed.last().copied().unwrap_or(step);
+            let dirty: Vec<u64> = c
+                .dirty
+                .iter()
+                .copied()
+                .filter(|d| *d < newest && !c.in_flight.contains(d) && !c.committed.contains(d))
+                .collect();
+            for d in &dirty {
+                c.dirty.remove(d);
+            }
+            (old, dirty)
+        };
+        let store = &*self.store;
+        for s in old {
+            let dir = self.dir(s);
+            if let Err(e) = io::delete(store, vec![dir.clone().join(COMMIT_FILE)]).await {
+                tracing::warn!(step = s, error = %e, "cannot remove an old checkpoint step");
+                lock(&self.cache).committed.insert(s);
+                continue;
+            }
+            let data = vec![
+                dir.clone().join(STATE_FILE),
+                dir.clone().join(METADATA_FILE),
+            ];
+            if let Err(e) = io::delete(store, data).await {
+                tracing::warn!(step = s, error = %e, "cannot remove an old checkpoint step's data");
+                lock(&self.cache).dirty.insert(s);
+            }
+        }
+        for d in dirty {
+            let dir = self.dir(d);
+            let data = vec![
+                dir.clone().join(STATE_FILE),
+                dir.clone().join(METADATA_FILE),
+            ];
+            if let Err(e) = io::delete(store, data).await {
+                tracing::warn!(step = d, error = %e, "cannot remove an uncommitted checkpoint step");
+                lock(&self.cache).dirty.insert(d);
+            }
+        }
+    }
+
+    async fn committed_steps(&self) -> Result<Vec<u64>> {
+        Ok(self.scan().await?.0.into_iter().collect())
+    }
+
+    /// The raw state bytes of a committed step.
+    async fn read_state(&self, step: u64) -> Result<Bytes> {
+        let store = &*self.store;
+        let dir = self.dir(step);
+        let (commit_path, state_path) =
+            (dir.clone().join(COMMIT_FILE), dir.clone().join(STATE_FILE));
+        let (commit, state) =
+            futures::try_join!(io::get(store, &commit_path), io::get(store, &state_path),)?;
+        let Some(commit) = commit else {
+            return Err(Error::StepNotFound {
+                step,
+                location: self.loc(step),
+            });
+        };
+        let commit: Commit = serde_json::from_slice(&commit).map_err(|e| Error::Corrupt {
+            location: loc(store, &dir.clone().join(COMMIT_FILE)),
+            message: format!("unreadable commit marker: {e}"),
+        })?;
+        let Some(state) = state else {
+            return Err(Error::Corrupt {
+                location: self.loc(step),
+                message: format!("the step is committed but {STATE_FILE} is missing"),
+            });
+        };
+        if commit.state_bytes != state.len() as u64 {
+            return Err(Error::Corrupt {
+                location: self.loc(step),
+                message: format!(
+                    "{STATE_FILE} has {} byte(s), the commit recorded {}",
+                    state.len(),
+                    commit.state_bytes
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    async fn read_metadata(&self, step: u64) -> Result<Metadata> {
+        let store = &*self.store;
+        let dir = self.dir(step);
+        let (commit_path, meta_path) = (
+            dir.clone().join(COMMIT_FILE),
+            dir.clone().join(METADATA_FILE),
+        );
+        let (committed, meta) =
+            futures::try_join!(io::exists(store, &commit_path), io::get(store, &meta_path),)?;
+        if !committed {
+            return Err(Error::StepNotFound {
+                step,
+                location: self.loc(step),
+            });
+        }
+        let Some(meta) = meta else {
+            return Err(Error::Corrupt {
+                location: self.loc(step),
+                message: format!("the step is committed but {METADATA_FILE} is missing"),
+            });
+        };
+        serde_json::from_slice(&meta).map_err(|e| Error::Codec {
+            action: "decode",
+            location: loc(store, &dir.clone().join(METADATA_FILE)),
+            message: e.to_string(),
+        })
+    }
+
+    fn decode<S: DeserializeOwned>(&self, step: u64, bytes: &[u8]) -> Result<S> {
+        ciborium::from_reader(bytes).map_err(|e| Error::Codec {
+            action: "decode",
+            location: loc(&*self.store, &self.dir(step).clone().join(STATE_FILE)),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Saves and restores the state of a [`Checkpointable`] at numbered steps,
+/// on any object store (datarax's `IteratorCheckpoint` and
+/// `PipelineCheckpoint`, Orbax-style).
+///
+/// Layout under the prefix, one directory per step:
+///
+/// ```text
+/// <prefix>/step-00000000000000000042/state.cbor     the state (CBOR)
+/// <prefix>/step-00000000000000000042/metadata.json  step, time, user metadata
+/// <prefix>/step-00000000000000000042/COMMIT         written last: the step exists
+/// ```
+///
+/// A step is visible (listed, restorable) only once its `COMMIT` object
+/// exists; `COMMIT` is written after the data with a conditional create, so
+/// a save killed at any instant leaves either the previous steps only, or
+/// the new step complete. Old steps are deleted (commit first) only after a
+/// newer one is committed.
+///
+/// One checkpointer should be the only writer under its prefix (readers in
+/// other processes are fine): it lists the prefix once, at its first save,
+/// and then tracks the steps itself, so a save costs three small writes.
+///
+/// The API is blocking: the checkpointer runs its requests on a private
+/// runtime. Call it from plain threads, never from inside an async runtime
+/// (it then returns [`Error::InsideAsyncRuntime`]).
+///
+/// With [`with_async(true)`](Self::with_async) a save serializes the state
+/// on the caller's thread and writes it in the background, at most
+/// [`with_max_in_flight`](Self::with_max_in_flight) saves at a time (a save
+/// waits for a free slot). [`wait_until_finished`](Self::wait_until_finished)
+/// waits for them. A background failure is never lost: the next call (a
+/// save, a read or the wait) returns it as [`Error::Background`]. Reads wait
+/// for pending saves first, so they see every earlier save.
+///
+/// ```
+/// use std::sync::Arc;
+/// use object_store::{memory::InMemory, path::Path};
+/// use raygent_ckpt::{Checkpointable, CheckpointableIter, SaveOptions, StepCheckpointer};
+///
+/// let ckpt = StepCheckpointer::new(Arc::new(InMemory::new()), Path::from("job/steps"))?
+///     .with_keep(2);
+/// let mut input = CheckpointableIter::new((0..10).collect::<Vec<u32>>());
+/// for step in 1..=4u64 {
+///     input.next();
+///     ckpt.save(step, &input, SaveOptions::new().with_meta("items", step as i64))?;
+/// }
+/// assert_eq!(ckpt.list_steps()?, vec![3, 4]);
+///
+/// let mut resumed = CheckpointableIter::new((0..10).collect::<Vec<u32>>());
+/// assert_eq!(ckpt.restore_latest(&mut resumed)?, Some(4));
+/// assert_eq!(resumed.next(), Some(4));
+/// # Ok::<(), raygent_ckpt::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StepCheckpointer {
+    shared: Arc<Shared>,
+    async_mode: bool,
+    max_in_flight: usize,
+    permits: Arc<Semaphore>,
+    io: Io,
+}
+
+impl StepCheckpointer {
+    /// A checkpointer writing under `prefix` in `store`; synchronous, keeps
+    /// every step.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Result<Self> {
+        Ok(StepCheckpointer {
+            shared: Arc::new(Shared {
+                store,
+                prefix,
+                keep: AtomicUsize::new(0),
+                cache: Mutex::new(Cache::default()),
+                failure: Mutex::new(None),
+            }),
+            async_mode: false,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            permits: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            io: Io::new()?,
+        })
+    }
+
+    /// Keeps only the `n` newest committed steps (at least 1); older ones
+    /// are deleted after a newer step is committed.
+    pub fn with_keep(self, n: usize) -> Self {
+        self.shared.keep.store(n.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// Saves in the background (see the type's documentation).
+    pub fn with_async(mut self, async_mode: bool) -> Self {
+        self.async_mode = async_mode;
+        self
+    }
+
+    /// At most `n` background saves at a time (at least 1; default 2).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self.permits = Arc::new(Semaphore::new(self.max_in_flight));
+        self
+    }
+
+    /// The prefix the steps live under.
+    pub fn prefix(&self) -> &Path {
+        &self.shared.prefix
+    }
+
+    /// The store and prefix, for messages.
+    pub fn location(&self) -> String {
+        loc(&*self.shared.store, &self.shared.prefix)
+    }
+
+    /// The directory of `step`.
+    pub fn step_path(&self, step: u64) -> Path {
+        self.shared.dir(step)
+    }
+
+    /// How many committed steps are kept (`None`: all).
+    pub fn keep(&self) -> Option<usize> {
+        self.shared.keep()
+    }
+
+    /// Whether saves run in the background.
+    pub fn is_async(&self) -> bool {
+        self.async_mode
+    }
+
+    /// Saves `object`'s state at `step` and returns the step's directory.
+    ///
+    /// Fails with [`Error::StepExists`] when `step` is already committed and
+    /// `opts.overwrite` is false. In async mode the step is committed when
+    /// [`wait_until_finished`](Self::wait_until_finished) returns.
+    pub fn save<C: Checkpointable + ?Sized>(
+        &self,
+        step: u64,
+        object: &C,
+        opts: SaveOptions,
+    ) -> Result<Path> {
+        self.save_state(step, &object.get_state(), opts)
+    }
+
+    /// Saves `object` only when `step % interval == 0`; returns the step's
+    /// directory when it saved.
+    pub fn save_at_interval<C: Checkpointable + ?Sized>(
+        &self,
+        step: u64,
+        interval: u64,
+        object: &C,
+        opts: SaveOptions,
+    ) -> Result<Option<Path>> {
+        if interval == 0 {
+            return Err(Error::InvalidArgument(
+                "the checkpoint interval must be at least 1".into(),
+            ));
+        }
+        if step % interval != 0 {
+            return Ok(None);
+        }
+        self.save(step, object, opts).map(Some)
+    }
+
+    /// Saves any serializable value as the state of `step`.
+    pub fn save_state<S: Serialize + ?Sized>(
+        &self,
+        step: u64,
+        state: &S,
+        opts: SaveOptions,
+    ) -> Result<Path> {
+        let sh = &self.shared;
+        sh.take_failure()?;
+        let dir = sh.dir(step);
+        let mut buf = Vec::new();
+        ciborium::into_writer(state, &mut buf).map_err(|e| Error::Codec {
+            action: "encode",
+            location: format!("the state of step {step} for {}", sh.loc(step)),
+            message: e.to_string(),
+        })?;
+        let metadata = Metadata {
+            step,
+            created_at_ms: io::now_ms(),
+            user: opts.metadata,
+        };
+        let metadata = serde_json::to_vec_pretty(&metadata).map_err(|e| Error::Codec {
+            action: "encode",
+            location: format!("the metadata of step {step} for {}", sh.loc(step)),
+            message: e.to_string(),
+        })?;
+
+        self.ensure_scanned()?;
+        if self.async_mode && lock(&sh.cache).in_flight.contains(&step) {
+            self.wait_until_finished()?;
+        }
+        let permit = if self.async_mode {
+            let permit = self
+                .io
+                .block_on(Arc::clone(&self.permits).acquire_owned())?
+                .map_err(|_| Error::Runtime(std::io::Error::other("the save queue is closed")))?;
+            // The save we waited for may have failed: report it now.
+            sh.take_failure()?;
+            Some(permit)
+        } else {
+            None
+        };
+        let replace = {
+            let mut c = lock(&sh.cache);
+            let exists = c.committed.contains(&step) || c.in_flight.contains(&step);
+            if exists && !opts.overwrite {
+                return Err(Error::StepExists {
+                    step,
+                    location: sh.loc(step),
+                });
+            }
+            c.in_flight.insert(step);
+            exists
+        };
+        let job = StepWrite {
+            step,
+            state: buf.into(),
+            metadata: metadata.into(),
+            replace,
+        };
+        match permit {
+            Some(permit) => {
+                let shared = Arc::clone(sh);
+                let spawned = self.io.spawn(async move {
+                    if let Err(e) = shared.write(job).await {
+                        tracing::error!(step, error = %e, "asynchronous checkpoint save failed");
+                        shared.record_failure(e);
+                    }
+                    // Released after the failure is recorded, so a save
+                    // waiting for this slot sees it.
+                    drop(permit);
+                });
+                if let Err(e) = spawned {
+                    lock(&sh.cache).in_flight.remove(&step);
+                    return Err(e);
+                }
+            }
+            None => {
+                let res = self.io.block_on(sh.write(job));
+                match res {
+                    Ok(r) => r?,
+                    Err(e) => {
+                        lock(&sh.cache).in_flight.remove(&step);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    fn ensure_scanned(&self) -> Result<()> {
+        let sh = &self.shared;
+        if lock(&sh.cache).scanned {
+            return Ok(());
+        }
+        let (committed, uncommitted) = self.io.block_on(sh.scan())??;
+        let mut guard = lock(&sh.cache);
+        let c = &mut *guard;
+        if !c.scanned {
+            c.committed.extend(committed);
+            let in_flight = &c.in_flight;
+            c.dirty
+                .extend(uncommitted.into_iter().filter(|s| !in_flight.contains(s)));
+            c.scanned = true;
+        }
+        Ok(())
+    }
+
+    /// Waits until every background save has finished; returns the first
+    /// failure since the last call that reported one.
+    pub fn wait_until_finished(&self) -> Result<()> {
+        let n = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        let all = self
+            .io
+            .block_on(self.permits.acquire_many(n))?
+            .map_err(|_| Error::Runtime(std::io::Error::other("the save queue is closed")))?;
+        drop(all);
+        self.shared.take_failure()
+    }
+
+    /// Deletes every step under the prefix, committed or not (a fresh
+    /// start). Commit markers go first, so a step is never visible without
+    /// its data, even if this is interrupted.
+    pub fn clear(&self) -> Result<()> {
+        self.wait_until_finished()?;
+        let sh = &self.shared;
+        let store = &*sh.store;
+        let paths = self.io.block_on(io::list(store, &sh.prefix))??;
+        let (commits, data): (Vec<Path>, Vec<Path>) = paths
+            .into_iter()
+            .partition(|p| p.filename() == Some(COMMIT_FILE));
+        self.io.block_on(io::delete(store, commits))??;
+        self.io.block_on(io::delete(store, data))??;
+        *lock(&sh.cache) = Cache {
+            scanned: true,
+            ..Cache::default()
+        };
+        Ok(())
+    }
+
+    /// The committed steps, oldest first.
+    pub fn list_steps(&self) -> Result<Vec<u64>> {
+        self.wait_until_finished()?;
+        self.io.block_on(self.shared.committed_steps())?
+    }
+
+    /// The newest committed step.
+    pub fn latest_step(&self) -> Result<Option<u64>> {
+        Ok(self.list_steps()?.last().copied())
+    }
+
+    /// The metadata of a committed step.
+    pub fn metadata(&self, step: u64) -> Result<Metadata> {
+        self.wait_until_finished()?;
+        self.io.block_on(self.shared.read_metadata(step))?
+    }
+
+    /// The state saved at `step`, decoded as `S`.
+    pub fn load_state<S: DeserializeOwned>(&self, step: u64) -> Result<S> {
+        self.wait_until_finished()?;
+        let bytes = self.io.block_on(self.shared.read_state(step))??;
+        self.shared.decode(step, &bytes)
+    }
+
+    /// The newest committed step, its state and metadata; `None` when there
+    /// is no committed step.
+    pub fn load_latest<S: DeserializeOwned>(&self) -> Result<Option<(u64, S, Metadata)>> {
+        let Some(step) = self.latest_step()? else {
+            return Ok(None);
+        };
+        let sh = &self.shared;
+        let (bytes, meta) = self.io.block_on(async {
+            futures::try_join!(sh.read_state(step), sh.read_metadata(step))
+        })??;
+        Ok(Some((step, sh.decode(step, &bytes)?, meta)))
+    }
+
+    /// Restores `object` to the state saved at `step`.
+    pub fn restore<C: Checkpointable + ?Sized>(&self, step: u64, object: &mut C) -> Result<()> {
+        let state = self.load_state::<C::State>(step)?;
+        object.set_state(state).map_err(|e| Error::Restore {
+            step,
+            location: self.shared.loc(step),
+            source: Box::new(e),
+        })
+    }
+
+    /// Restores `object` to the newest committed step and returns the step;
+    /// `None` (and `object` untouched) when there is none.
+    pub fn restore_latest<C: Checkpointable + ?Sized>(
+        &self,
+        object: &mut C,
+    ) -> Result<Option<u64>> {
+        let Some(step) = self.latest_step()? else {
+            return Ok(None);
+        };
+        self.restore(step, object)?;
+        Ok(Some(step))
+    }
+}
+
+impl Drop for StepCheckpointer {
+    fn drop(&mut self) {
+        if !self.async_mode || tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        if let Err(e) = self.wait_until_finished() {
+            tracing::error!(
+                location = %self.location(),
+                error = %e,
+                "a checkpoint save failed and was never reported (dropped before wait_until_finished)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_sort_and_parse() {
+        assert_eq!(step_dir_name(42), "step-00000000000000000042");
+        assert_eq!(parse_step_dir(&step_dir_name(u64::MAX)), Some(u64::MAX));
+        assert!(step_dir_name(9) < step_dir_name(10));
+        for bad in [
+            "step-42",
+            "step-0000000000000000004x",
+            "x-00000000000000000042",
+        ] {
+            assert_eq!(parse_step_dir(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn meta_values_roundtrip_json() {
+        let m = Metadata {
+            step: 3,
+            created_at_ms: 5,
+            user: [
+                ("b".to_owned(), MetaValue::from(true)),
+                ("i".to_owned(), MetaValue::from(-7)),
+                ("f".to_owned(), MetaValue::from(1.5)),
+                ("s".to_owned(), MetaValue::from("x")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let back: Metadata = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,110 @@
+//! API behaviour beyond the store conformance suite: threads, runtimes,
+//! dropping, error conversion.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use raygent_ckpt::{Error, SaveOptions, StageCheckpoints, StepCheckpointer};
+
+fn memory() -> Arc<dyn ObjectStore> {
+    Arc::new(InMemory::new())
+}
+
+#[test]
+fn dropping_an_async_checkpointer_finishes_its_saves() {
+    let store = memory();
+    let ckpt = StepCheckpointer::new(Arc::clone(&store), Path::from("p"))
+        .unwrap()
+        .with_async(true);
+    for step in 0..10u64 {
+        ckpt.save_state(step, &vec![step; 100], SaveOptions::new())
+            .unwrap();
+    }
+    drop(ckpt);
+    let reader = StepCheckpointer::new(store, Path::from("p")).unwrap();
+    assert_eq!(reader.list_steps().unwrap(), (0..10).collect::<Vec<_>>());
+    assert_eq!(reader.load_state::<Vec<u64>>(9).unwrap(), vec![9; 100]);
+}
+
+#[test]
+fn saves_from_many_threads() {
+    let ckpt = Arc::new(
+        StepCheckpointer::new(memory(), Path::from("p"))
+            .unwrap()
+            .with_keep(5)
+            .with_async(true),
+    );
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let ckpt = Arc::clone(&ckpt);
+            std::thread::spawn(move || {
+                for i in 0..10u64 {
+                    ckpt.save_state(t * 100 + i, &(t, i), SaveOptions::new())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    ckpt.wait_until_finished().unwrap();
+    assert_eq!(ckpt.list_steps().unwrap(), vec![305, 306, 307, 308, 309]);
+    assert_eq!(ckpt.load_state::<(u64, u64)>(309).unwrap(), (3, 9));
+}
+
+#[test]
+fn inside_an_async_runtime_is_an_error_not_a_panic() {
+    let ckpt = StepCheckpointer::new(memory(), Path::from("p")).unwrap();
+    let stages = StageCheckpoints::new(memory(), Path::from("s")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(matches!(
+            ckpt.save_state(1, &1u8, SaveOptions::new()),
+            Err(Error::InsideAsyncRuntime)
+        ));
+        assert!(matches!(ckpt.list_steps(), Err(Error::InsideAsyncRuntime)));
+        assert!(matches!(
+            stages.is_done("x"),
+            Err(Error::InsideAsyncRuntime)
+        ));
+    });
+    // From a plain thread it works, and the refused save left nothing.
+    assert_eq!(ckpt.list_steps().unwrap(), Vec::<u64>::new());
+    ckpt.save_state(1, &1u8, SaveOptions::new()).unwrap();
+    // Dropping inside a runtime does not panic either.
+    rt.block_on(async move { drop(ckpt) });
+}
+
+#[test]
+fn errors_convert_to_raygent_core() {
+    let ckpt = StepCheckpointer::new(memory(), Path::from("p")).unwrap();
+    let err = ckpt.load_state::<u8>(3).unwrap_err();
+    let core: raygent_core::Error = err.into();
+    assert!(
+        matches!(&core, raygent_core::Error::Checkpoint(m) if m.contains("step 3")),
+        "{core}"
+    );
+}
+
+#[test]
+fn clear_removes_every_step_and_saving_starts_over() {
+    let store = memory();
+    let ckpt = StepCheckpointer::new(Arc::clone(&store), Path::from("p")).unwrap();
+    for step in [1u64, 2, 3] {
+        ckpt.save_state(step, &step, SaveOptions::new()).unwrap();
+    }
+    ckpt.clear().unwrap();
+    assert!(ckpt.list_steps().unwrap().is_empty());
+    assert_eq!(ckpt.load_latest::<u64>().unwrap(), None);
+    // The same step numbers can be written again without `overwrite`.
+    ckpt.save_state(1, &10u64, SaveOptions::new()).unwrap();
+    let other = StepCheckpointer::new(store, Path::from("p")).unwrap();
+    assert_eq!(other.list_steps().unwrap(), vec![1]);
+    assert_eq!(other.load_state::<u64>(1).unwrap(), 10);
+}
