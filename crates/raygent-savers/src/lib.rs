@@ -1,1 +1,54 @@
-//! placeholder
+//! Savers and readers for raygent: results saved as immutable parts in CBOR,
+//! JSON Lines or CSV, on local disk, S3 or in memory, committed exactly once.
+//!
+//! A [`DatasetSaver`] implements [`raygent_core::Saver`]: each batch becomes
+//! one part named after its chunk range, then a commit record in
+//! `_manifest/`. A [`DatasetReader`] yields every committed result in input
+//! order, streaming part by part, and reports a truncated or corrupted part
+//! by name. Destinations are chosen by URL ([`Location`]): a local path or
+//! `file:///path`, `s3://bucket/prefix` (settings from the standard AWS
+//! environment variables, overridable with [`S3Options`]), `memory://name`.
+//!
+//! ```
+//! use raygent_core::{Batch, ResumePoint, Saver};
+//! use raygent_savers::{DatasetReader, DatasetSaver, Format, SaverOptions};
+//!
+//! let dir = std::env::temp_dir().join(format!("raygent-doc-{}", std::process::id()));
+//! let url = dir.to_str().unwrap();
+//! let opts = SaverOptions::default().with_format(Format::Cbor).with_overwrite(true);
+//! let mut saver = DatasetSaver::create(url, opts.clone()).unwrap();
+//! saver.save(&Batch { chunks: 0..2, items: 0..4, results: &[1u32, 2, 3, 4] }).unwrap();
+//! saver.save(&Batch { chunks: 2..3, items: 4..6, results: &[5u32, 6] }).unwrap();
+//! assert!(Saver::<u32>::describe(&saver).starts_with("cbor file://"));
+//!
+//! // A job resumed from a checkpoint at chunk 2 rewrites the second part.
+//! let mut again = DatasetSaver::create(url, opts).unwrap();
+//! Saver::<u32>::resume(&mut again, &ResumePoint { next_chunk: 2, next_item: 4 }).unwrap();
+//! again.save(&Batch { chunks: 2..3, items: 4..6, results: &[5u32, 6] }).unwrap();
+//! Saver::<u32>::finish(&mut again).unwrap();
+//!
+//! let reader = DatasetReader::open(url).unwrap();
+//! assert_eq!(reader.parts().len(), 2);
+//! assert!(reader.is_complete());
+//! let all: Vec<u32> = reader.iter().collect::<Result<_, _>>().unwrap();
+//! assert_eq!(all, [1, 2, 3, 4, 5, 6]);
+//! std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+//!
+//! See `docs/savers.md` for the layout and the guarantees.
+
+mod destination;
+mod error;
+mod format;
+#[cfg(feature = "integration")]
+pub mod integration;
+mod manifest;
+mod reader;
+mod saver;
+
+pub use crate::destination::{Location, S3Options};
+pub use crate::error::Error;
+pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, PartParams};
+pub use crate::manifest::{COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo};
+pub use crate::reader::{DatasetReader, PartResults, Results};
+pub use crate::saver::{DatasetSaver, MIN_MULTIPART_PIECE, SaverOptions, SaverStats};

@@ -1,0 +1,230 @@
+//! The error type of `raygent-savers`.
+
+use std::path::PathBuf;
+
+use raygent_core::SaveError;
+
+/// Everything that can go wrong while opening a location, saving or reading
+/// a dataset. Every variant names the URL, and the part where one is involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed.
+    #[error("invalid location {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The URL's scheme is not one this crate can write to.
+    #[error(
+        "unsupported scheme {scheme:?} in {url:?}: use a local path, file:///path, \
+         s3://bucket/prefix or memory://name"
+    )]
+    UnknownScheme {
+        /// The URL as given.
+        url: String,
+        /// The scheme found in it.
+        scheme: String,
+    },
+
+    /// A local output directory could not be created or used.
+    #[error(
+        "cannot use local directory {}: {source}; create it or choose a writable directory",
+        path.display()
+    )]
+    LocalDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The object store client could not be configured.
+    #[error("cannot configure the object store for {url}: {source}")]
+    Config {
+        /// The location's URL.
+        url: String,
+        /// The builder's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    /// A test write at the location failed: the bucket is missing, the
+    /// credentials are wrong, the endpoint is unreachable or the directory is
+    /// read-only.
+    #[error("{url} is not writable: {source}; {hint}")]
+    NotWritable {
+        /// The location's URL.
+        url: String,
+        /// What to check.
+        hint: String,
+        /// The store's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    /// A request to the object store failed (after its retries).
+    #[error("{op} {object} at {url} failed: {source}")]
+    Store {
+        /// The location's URL.
+        url: String,
+        /// The object (a part, a commit record), relative to the location.
+        object: String,
+        /// What was being done: "writing", "reading", "deleting", "listing".
+        op: &'static str,
+        /// The store's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    /// A result could not be encoded in the dataset's format.
+    #[error("encoding part {part} of {url} as {format} failed: {message}")]
+    Encode {
+        /// The location's URL.
+        url: String,
+        /// The part being written.
+        part: String,
+        /// The format's name.
+        format: &'static str,
+        /// The encoder's message.
+        message: String,
+    },
+
+    /// A committed part does not match its commit record, or cannot be decoded.
+    #[error("part {part} of {url} is corrupt: {reason}")]
+    Corrupt {
+        /// The location's URL.
+        url: String,
+        /// The part's object name.
+        part: String,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// The commit records contradict each other or the caller.
+    #[error("the manifest of {url} is inconsistent: {reason}")]
+    Manifest {
+        /// The location's URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A fresh job was about to write into a location that already holds a
+    /// dataset.
+    #[error(
+        "{url} already holds a dataset ({found}); resume the job that wrote it, \
+         choose another location, or allow overwriting it"
+    )]
+    NotEmpty {
+        /// The location's URL.
+        url: String,
+        /// What was found there.
+        found: String,
+    },
+
+    /// There is no dataset at the location.
+    #[error("no dataset at {url}: it holds no commit records (_manifest/part-*.json)")]
+    NotFound {
+        /// The location's URL.
+        url: String,
+    },
+
+    /// A format name that is not known.
+    #[error("unknown format {0:?}: expected cbor, jsonl or csv")]
+    UnknownFormat(String),
+
+    /// A part was written by a format version this crate cannot read.
+    #[error("part {part} of {url} is {format} version {version}, which this version cannot read")]
+    UnsupportedFormat {
+        /// The location's URL.
+        url: String,
+        /// The part.
+        part: String,
+        /// The format's name in the commit record.
+        format: String,
+        /// The format's version in the commit record.
+        version: u32,
+    },
+
+    /// A batch out of order, or an option out of range.
+    #[error("invalid use of the saver for {url}: {reason}")]
+    Usage {
+        /// The location's URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The internal async runtime could not be started.
+    #[error("cannot start the saver's I/O runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn store(
+        url: &str,
+        object: impl Into<String>,
+        op: &'static str,
+        source: object_store::Error,
+    ) -> Self {
+        Error::Store {
+            url: url.to_owned(),
+            object: object.into(),
+            op,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn corrupt(url: &str, part: &str, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            url: url.to_owned(),
+            part: part.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn manifest(url: &str, reason: impl Into<String>) -> Self {
+        Error::Manifest {
+            url: url.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<Error> for SaveError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store {
+                url,
+                object,
+                op,
+                source,
+            } => SaveError::Write {
+                location: match op {
+                    "writing" => format!("{}/{object}", url.trim_end_matches('/')),
+                    op => format!("{}/{object} ({op})", url.trim_end_matches('/')),
+                },
+                source,
+            },
+            Error::Encode {
+                ref url, ref part, ..
+            } => SaveError::Encode {
+                location: format!("{}/{part}", url.trim_end_matches('/')),
+                source: Box::new(e),
+            },
+            e @ (Error::InvalidUrl { .. }
+            | Error::UnknownScheme { .. }
+            | Error::LocalDir { .. }
+            | Error::Config { .. }
+            | Error::NotWritable { .. }
+            | Error::NotEmpty { .. }
+            | Error::UnknownFormat(_)) => SaveError::Config(e.to_string()),
+            e => SaveError::Other(Box::new(e)),
+        }
+    }
+}

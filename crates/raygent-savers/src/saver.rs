@@ -1,0 +1,572 @@
+//! `DatasetSaver`: one immutable part per batch, then its commit record.
+
+use std::io::Write as _;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use raygent_core::{Batch, ResumePoint, SaveError, Saver};
+use serde::Serialize;
+
+use crate::format::{Format, PartFormat, PartParams};
+use crate::manifest::{
+    self, COMPLETE_RECORD, CompleteRecord, MANIFEST_VERSION, PartInfo, part_stem, record_name,
+};
+use crate::{Error, Location, S3Options};
+
+/// The smallest piece of a multipart upload S3 accepts (except the last).
+pub const MIN_MULTIPART_PIECE: usize = 5 * 1024 * 1024;
+
+/// Settings of a [`DatasetSaver`].
+///
+/// ```
+/// use raygent_savers::{Format, SaverOptions};
+/// let opts = SaverOptions::default()
+///     .with_format(Format::JsonLines)
+///     .with_multipart_threshold(64 << 20);
+/// assert_eq!(opts.format(), Format::JsonLines);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SaverOptions {
+    format: Format,
+    multipart_threshold: usize,
+    multipart_piece: usize,
+    upload_concurrency: usize,
+    overwrite: bool,
+    check_writable: bool,
+    s3: S3Options,
+}
+
+impl Default for SaverOptions {
+    fn default() -> Self {
+        SaverOptions {
+            format: Format::Cbor,
+            multipart_threshold: 8 * 1024 * 1024,
+            multipart_piece: 8 * 1024 * 1024,
+            upload_concurrency: 8,
+            overwrite: false,
+            check_writable: true,
+            s3: S3Options::default(),
+        }
+    }
+}
+
+impl SaverOptions {
+    /// The format of the parts (default CBOR).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+    /// Parts larger than this many bytes are uploaded in pieces (default 8 MiB).
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Self {
+        self.multipart_threshold = bytes;
+        self
+    }
+    /// The size of one multipart piece (default 8 MiB; at least 5 MiB, S3's minimum).
+    pub fn with_multipart_piece(mut self, bytes: usize) -> Self {
+        self.multipart_piece = bytes.max(MIN_MULTIPART_PIECE);
+        self
+    }
+    /// How many pieces of one multipart upload are in flight at once (default 8).
+    pub fn with_upload_concurrency(mut self, n: usize) -> Self {
+        self.upload_concurrency = n.max(1);
+        self
+    }
+    /// Whether a fresh (not resumed) job may delete a dataset already at
+    /// the location (default `false`: the first save fails with
+    /// [`Error::NotEmpty`]).
+    pub fn with_overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+    /// Whether the saver writes and deletes a probe object when it is
+    /// created, to report a bad location before any work (default `true`).
+    pub fn with_check_writable(mut self, check: bool) -> Self {
+        self.check_writable = check;
+        self
+    }
+    /// S3 settings used by [`DatasetSaver::create`] for `s3://` URLs.
+    pub fn with_s3(mut self, s3: S3Options) -> Self {
+        self.s3 = s3;
+        self
+    }
+    /// The format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// The multipart threshold in bytes.
+    pub fn multipart_threshold(&self) -> usize {
+        self.multipart_threshold
+    }
+}
+
+/// Counters of what a [`DatasetSaver`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SaverStats {
+    /// Parts committed.
+    pub parts: u64,
+    /// Of those, parts uploaded as multipart uploads.
+    pub multipart_parts: u64,
+    /// Bytes of committed parts.
+    pub bytes: u64,
+    /// Results in committed parts.
+    pub results: u64,
+}
+
+/// A [`Saver`] that writes each batch as one immutable part of a dataset at
+/// a [`Location`], in a [`Format`], then a commit record for it.
+///
+/// `save` returns once the part and its commit record are durable (fsynced
+/// on local disk, acknowledged by S3). The part's name is derived from the
+/// batch's chunk range, so a retried or resumed save overwrites the same
+/// object: there is never a second copy. See the crate docs for the layout.
+///
+/// The saver owns a small tokio runtime for its I/O: call it from a plain
+/// thread, never from inside an async runtime.
+pub struct DatasetSaver {
+    location: Location,
+    options: SaverOptions,
+    rt: tokio::runtime::Runtime,
+    next_chunk: u64,
+    next_item: u64,
+    started: bool,
+    committed: Vec<PartInfo>,
+    stats: SaverStats,
+}
+
+impl std::fmt::Debug for DatasetSaver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasetSaver")
+            .field("url", &self.location.url())
+            .field("format", &self.options.format)
+            .field("next_chunk", &self.next_chunk)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+pub(crate) fn io_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads).thread_name("raygent-io");
+        b
+    }
+    .enable_all()
+    .build()
+    .map_err(Error::Runtime)
+}
+
+impl DatasetSaver {
+    /// A saver for the dataset at `url` (see [`Location::parse_with`]; S3
+    /// settings come from `options`).
+    pub fn create(url: &str, options: SaverOptions) -> Result<DatasetSaver, Error> {
+        let location = Location::parse_with(url, &options.s3)?;
+        DatasetSaver::new(location, options)
+    }
+
+    /// A saver for the dataset at `location`. Unless disabled in `options`,
+    /// checks that the location is writable.
+    pub fn new(location: Location, options: SaverOptions) -> Result<DatasetSaver, Error> {
+        let rt = io_runtime(2)?;
+        if options.check_writable {
+            rt.block_on(location.check_writable())?;
+        }
+        Ok(DatasetSaver {
+            location,
+            options,
+            rt,
+            next_chunk: 0,
+            next_item: 0,
+            started: false,
+            committed: Vec::new(),
+            stats: SaverStats::default(),
+        })
+    }
+
+    /// The dataset's location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The format of the parts.
+    pub fn format(&self) -> Format {
+        self.options.format
+    }
+
+    /// What this saver wrote so far.
+    pub fn stats(&self) -> SaverStats {
+        self.stats
+    }
+
+    /// The chunk the next batch must start at.
+    pub fn next_chunk(&self) -> u64 {
+        self.next_chunk
+    }
+
+    /// The parts committed so far, including (after a resume) those of the
+    /// earlier run.
+    pub fn committed(&self) -> &[PartInfo] {
+        &self.committed
+    }
+
+    /// [`Saver::save`] with this crate's error type; returns the commit record.
+    pub fn save_batch<T: Serialize>(&mut self, batch: &Batch<'_, T>) -> Result<PartInfo, Error> {
+        let url = self.location.url().to_owned();
+        let chunks = batch.chunks.clone();
+        if chunks.start != self.next_chunk || chunks.end <= chunks.start {
+            return Err(Error::Usage {
+                url,
+                reason: format!(
+                    "batch of chunks {chunks:?} does not start at chunk {} or is empty; \
+                     batches must be contiguous and in order",
+                    self.next_chunk
+                ),
+            });
+        }
+        self.start()?;
+        let format = self.options.format;
+        let stem = part_stem(&chunks);
+        let part = format!("{stem}.{}", format.extension());
+        let mut params = PartParams::default();
+        let store = self.location.store();
+        let part_path = self.location.path(&part);
+        let mut sink = PartSink {
+            rt: &self.rt,
+            store: store.as_ref(),
+            path: &part_path,
+            threshold: self.options.multipart_threshold as u64,
+            piece: self.options.multipart_piece,
+            concurrency: self.options.upload_concurrency,
+            buf: Vec::new(),
+            total: 0,
+            crc: crc32fast::Hasher::new(),
+            upload: None,
+            error: None,
+        };
+        // Encoding streams into the sink, which starts a multipart upload
+        // once the part outgrows the threshold and uploads pieces in the
+        // background while encoding goes on.
+        let encoded = {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut sink);
+            format
+                .encode(batch.results, &mut w, &mut params)
+                .and_then(|()| w.flush().map_err(|e| e.to_string()))
+        };
+        if let Err(message) = encoded {
+            let store_error = sink.error.take();
+            sink.abort();
+            return Err(match store_error {
+                Some(e) => Error::store(&url, &part, "writing", e),
+                None => Error::Encode {
+                    url: url.clone(),
+                    part: part.clone(),
+                    format: format.name(),
+                    message,
+                },
+            });
+        }
+        let (bytes, crc32, multipart) = sink
+            .finish()
+            .map_err(|e| Error::store(&url, &part, "writing", e))?;
+        let info = PartInfo {
+            manifest_version: MANIFEST_VERSION,
+            part: part.clone(),
+            format: format.name().to_owned(),
+            format_version: format.version(),
+            chunk_start: chunks.start,
+            chunk_end: chunks.end,
+            item_start: batch.items.start,
+            item_end: batch.items.end,
+            results: batch.results.len() as u64,
+            bytes,
+            crc32,
+            params,
+        };
+        let record = serde_json::to_vec_pretty(&info).map_err(|e| Error::Encode {
+            url: url.clone(),
+            part: record_name(&stem),
+            format: "json",
+            message: e.to_string(),
+        })?;
+        let record_path = self.location.path(&record_name(&stem));
+        // The commit record goes last: until it exists the part is an orphan
+        // that readers ignore and a resume deletes.
+        self.rt
+            .block_on(store.put(&record_path, record.into()))
+            .map_err(|e| Error::store(&url, record_name(&stem), "writing", e))?;
+        tracing::debug!(url, part, bytes = info.bytes, "part committed");
+        self.next_chunk = chunks.end;
+        self.next_item = batch.items.end;
+        self.stats.parts += 1;
+        self.stats.multipart_parts += u64::from(multipart);
+        self.stats.bytes += info.bytes;
+        self.stats.results += info.results;
+        self.committed.push(info.clone());
+        Ok(info)
+    }
+
+    /// On the first write of a fresh job: refuse (or, with `overwrite`,
+    /// delete) a dataset already at the location.
+    fn start(&mut self) -> Result<(), Error> {
+        if self.started {
+            return Ok(());
+        }
+        let loc = &self.location;
+        let overwrite = self.options.overwrite;
+        self.rt.block_on(async {
+            let listing = manifest::list(loc).await?;
+            if listing.is_empty() {
+                return Ok(());
+            }
+            if !overwrite {
+                return Err(Error::NotEmpty {
+                    url: loc.url().to_owned(),
+                    found: format!(
+                        "{} commit record(s), {} part(s)",
+                        listing.records.len(),
+                        listing.parts.len()
+                    ),
+                });
+            }
+            manifest::delete(loc, COMPLETE_RECORD).await?;
+            for r in listing.records.iter().rev() {
+                manifest::delete(loc, &r.name).await?;
+            }
+            for p in &listing.parts {
+                manifest::delete(loc, &p.name).await?;
+            }
+            Ok(())
+        })?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// [`Saver::resume`] with this crate's error type.
+    ///
+    /// Checks that the dataset holds exactly chunks `0..point.next_chunk`
+    /// (as the checkpoint says), then deletes the commit records and parts of
+    /// chunks from `point.next_chunk` on, orphan parts, and the completion
+    /// record.
+    pub fn resume_at(&mut self, point: &ResumePoint) -> Result<(), Error> {
+        let loc = &self.location;
+        let url = loc.url();
+        let next = point.next_chunk;
+        let format = self.options.format;
+        let kept = self.rt.block_on(async {
+            let listing = manifest::list(loc).await?;
+            let mut keep = Vec::new();
+            let mut drop = Vec::new();
+            for r in &listing.records {
+                if r.chunks.start >= next {
+                    drop.push(r);
+                } else if r.chunks.end > next {
+                    return Err(Error::manifest(
+                        url,
+                        format!(
+                            "commit record {} straddles the resume point (chunk {next})",
+                            r.name
+                        ),
+                    ));
+                } else {
+                    keep.push(r.clone());
+                }
+            }
+            let (run, gap) = manifest::contiguous_run(url, &keep)?;
+            let reached = run.last().map_or(0, |r| r.chunks.end);
+            if gap.is_some() || reached != next {
+                return Err(Error::manifest(
+                    url,
+                    format!(
+                        "the checkpoint says chunks 0..{next} are saved, but the dataset's \
+                         commit records cover chunks 0..{reached} contiguously; was the output \
+                         location changed or edited?"
+                    ),
+                ));
+            }
+            let kept = manifest::load_records(loc, &keep).await?;
+            if let Some(bad) = kept
+                .iter()
+                .find(|i| i.format != format.name() || i.format_version != format.version())
+            {
+                return Err(Error::manifest(
+                    url,
+                    format!(
+                        "part {} is {} version {}, but this saver writes {} version {}",
+                        bad.part,
+                        bad.format,
+                        bad.format_version,
+                        format.name(),
+                        format.version()
+                    ),
+                ));
+            }
+            // Records first (newest first, so what is left is always a
+            // contiguous run), then the parts they named, then orphans.
+            manifest::delete(loc, COMPLETE_RECORD).await?;
+            for r in drop.iter().rev() {
+                manifest::delete(loc, &r.name).await?;
+            }
+            for p in &listing.parts {
+                if !kept.iter().any(|k| k.part == p.name) {
+                    manifest::delete(loc, &p.name).await?;
+                }
+            }
+            Ok(kept)
+        })?;
+        self.next_item = kept.last().map_or(0, |k| k.item_end);
+        if next > 0 && self.next_item != point.next_item {
+            tracing::warn!(
+                url,
+                expected = point.next_item,
+                found = self.next_item,
+                "the dataset's last committed item differs from the checkpoint's"
+            );
+        }
+        self.stats = SaverStats::default();
+        self.committed = kept;
+        self.next_chunk = next;
+        self.started = true;
+        Ok(())
+    }
+
+    /// [`Saver::finish`] with this crate's error type: writes
+    /// `_manifest/_complete.json`, which lists every part (so readers of a
+    /// finished dataset fetch one record instead of one per part).
+    pub fn finish_dataset(&mut self) -> Result<(), Error> {
+        self.start()?;
+        let complete = CompleteRecord {
+            manifest_version: MANIFEST_VERSION,
+            chunks: self.next_chunk,
+            results: self.committed.iter().map(|p| p.results).sum(),
+            parts: self.committed.clone(),
+        };
+        let body = serde_json::to_vec(&complete).map_err(|e| Error::Encode {
+            url: self.location.url().to_owned(),
+            part: COMPLETE_RECORD.into(),
+            format: "json",
+            message: e.to_string(),
+        })?;
+        let loc = &self.location;
+        self.rt.block_on(async {
+            loc.store()
+                .put(&loc.path(COMPLETE_RECORD), body.into())
+                .await
+                .map_err(|e| Error::store(loc.url(), COMPLETE_RECORD, "writing", e))
+        })?;
+        Ok(())
+    }
+
+    /// `"<format> <url>"`, as recorded in checkpoints.
+    pub fn description(&self) -> String {
+        format!("{} {}", self.options.format, self.location.url())
+    }
+}
+
+/// Receives a part's bytes as they are encoded: a single PUT when the part
+/// stays under the threshold, else a multipart upload whose pieces upload on
+/// the runtime's workers while encoding continues.
+struct PartSink<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    store: &'a dyn ObjectStore,
+    path: &'a Path,
+    threshold: u64,
+    piece: usize,
+    concurrency: usize,
+    buf: Vec<u8>,
+    total: u64,
+    crc: crc32fast::Hasher,
+    upload: Option<WriteMultipart>,
+    /// The store's error behind an I/O error returned to the encoder.
+    error: Option<object_store::Error>,
+}
+
+impl PartSink<'_> {
+    fn send_piece(&mut self) -> object_store::Result<()> {
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        let (store, path, piece, concurrency) =
+            (self.store, self.path, self.piece, self.concurrency);
+        let upload = &mut self.upload;
+        self.rt.block_on(async move {
+            if upload.is_none() {
+                let u = store.put_multipart(path).await?;
+                *upload = Some(WriteMultipart::new_with_chunk_size(u, piece));
+            }
+            if let Some(w) = upload.as_mut() {
+                // Spawns the piece's upload; waits while too many are in flight.
+                w.put(bytes);
+                w.wait_for_capacity(concurrency).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Uploads what is left and completes the upload: (size, CRC-32, multipart).
+    fn finish(mut self) -> object_store::Result<(u64, u32, bool)> {
+        let (total, crc) = (self.total, self.crc.clone().finalize());
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        match self.upload.take() {
+            None => {
+                self.rt.block_on(self.store.put(self.path, bytes.into()))?;
+                Ok((total, crc, false))
+            }
+            Some(mut w) => {
+                // `finish` aborts the upload itself when a piece or the
+                // completion fails.
+                self.rt.block_on(async move {
+                    w.put(bytes);
+                    w.finish().await
+                })?;
+                Ok((total, crc, true))
+            }
+        }
+    }
+
+    fn abort(mut self) {
+        if let Some(w) = self.upload.take() {
+            if let Err(e) = self.rt.block_on(w.abort()) {
+                tracing::warn!(path = %self.path, %e, "aborting a failed multipart upload failed");
+            }
+        }
+    }
+}
+
+impl std::io::Write for PartSink<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.crc.update(data);
+        self.total += data.len() as u64;
+        if self.buf.len() >= self.piece && (self.upload.is_some() || self.total > self.threshold) {
+            if let Err(e) = self.send_piece() {
+                let msg = e.to_string();
+                self.error = Some(e);
+                return Err(std::io::Error::other(msg));
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: Serialize + Send + 'static> Saver<T> for DatasetSaver {
+    fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError> {
+        self.save_batch(batch).map(|_| ()).map_err(SaveError::from)
+    }
+
+    fn finish(&mut self) -> Result<(), SaveError> {
+        self.finish_dataset().map_err(SaveError::from)
+    }
+
+    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
+        self.resume_at(point).map_err(SaveError::from)
+    }
+
+    fn describe(&self) -> String {
+        self.description()
+    }
+}
