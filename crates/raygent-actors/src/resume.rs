@@ -550,3 +550,69 @@ impl ProgressStore for MemoryProgressStore {
         "memory".into()
     }
 }
+
+/// The [`ProgressStore`] of a job on a [`raygent_ckpt::StepCheckpointer`]
+/// (local directory, memory or S3): one step per committed save, step
+/// number = chunks committed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use object_store::{memory::InMemory, path::Path};
+/// use raygent_actors::{ResumeConfig, StepProgressStore};
+/// use raygent_ckpt::StepCheckpointer;
+///
+/// let steps = StepCheckpointer::new(Arc::new(InMemory::new()), Path::from("job/_checkpoints"))
+///     .unwrap()
+///     .with_keep(3);
+/// let resume = ResumeConfig::new(Arc::new(StepProgressStore::new(steps)));
+/// # let _ = resume;
+/// ```
+#[derive(Debug)]
+pub struct StepProgressStore {
+    steps: raygent_ckpt::StepCheckpointer,
+    display: Option<String>,
+}
+
+impl StepProgressStore {
+    /// Keeps job states in `steps`.
+    pub fn new(steps: raygent_ckpt::StepCheckpointer) -> Self {
+        StepProgressStore {
+            steps,
+            display: None,
+        }
+    }
+    /// How the location is named in messages (e.g. the URL the user gave).
+    pub fn with_display(mut self, location: impl Into<String>) -> Self {
+        self.display = Some(location.into());
+        self
+    }
+    /// The underlying checkpointer.
+    pub fn steps(&self) -> &raygent_ckpt::StepCheckpointer {
+        &self.steps
+    }
+}
+
+impl ProgressStore for StepProgressStore {
+    fn load_latest(&self) -> Result<Option<JobState>, Error> {
+        Ok(self
+            .steps
+            .load_latest::<JobState>()?
+            .map(|(_, state, _)| state))
+    }
+    fn save(&self, step: u64, state: &JobState) -> Result<(), Error> {
+        self.steps.save_state(
+            step,
+            state,
+            raygent_ckpt::SaveOptions::new().with_overwrite(true),
+        )?;
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), Error> {
+        Ok(self.steps.clear()?)
+    }
+    fn location(&self) -> String {
+        self.display
+            .clone()
+            .unwrap_or_else(|| self.steps.location())
+    }
+}

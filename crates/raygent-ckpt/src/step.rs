@@ -282,6 +282,8 @@ impl Shared {
             io::put_or_err(store, &state_path, job.state.clone()),
             io::put_or_err(store, &meta_path, job.metadata.clone()),
         )?;
+        // Crash tests freeze the process here: data written, no commit yet.
+        raygent_core::failpoint("checkpoint-before-commit");
         let marker = serde_json::to_vec(&Commit {
             step: job.step,
             state_bytes: job.state.len() as u64,

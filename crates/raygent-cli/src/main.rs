@@ -1,1 +1,108 @@
-fn main() {}
+//! The `raygent` command: run a program over many input records on all
+//! cores, save the results to a directory or S3, and resume after a crash.
+//!
+//! See `docs/cli.md` for the reference and the exit codes.
+
+mod cli;
+mod commands;
+mod input;
+mod per_item;
+mod progress;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit codes, documented in docs/cli.md.
+pub mod exit {
+    /// The job finished.
+    pub const DONE: u8 = 0;
+    /// The job failed.
+    pub const FAILED: u8 = 1;
+    /// Bad usage or bad input.
+    pub const USAGE: u8 = 2;
+    /// The job finished, but some chunks failed and were skipped.
+    pub const SKIPPED: u8 = 3;
+    /// Interrupted by SIGINT or SIGTERM; rerun the same command to resume.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error carrying the exit code it should produce.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad usage or bad input (exit 2).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+    /// The job failed (exit 1).
+    pub fn failed(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::FAILED,
+            error: error.into(),
+        }
+    }
+    /// Any exit code.
+    pub fn with_code(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::DONE
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run(args) => commands::run(args, cli.quiet),
+        Command::Cat(args) => commands::cat(args),
+        Command::Status(args) => commands::status(args),
+        Command::Ckpt(args) => commands::ckpt(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("raygent: error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input::InputFormat;
+
+/// raygent: run a program over millions of records on all cores, keep the
+/// results in input order, save them to a directory or S3, and resume
+/// exactly where a killed job stopped.
+#[derive(Debug, Parser)]
+#[command(name = "raygent", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
+    /// overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress bar or summary; only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// raygent's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND over the input's records; a rerun of the same command
+    /// resumes.
+    Run(RunArgs),
+    /// Print every committed result of a job, in input order.
+    Cat(CatArgs),
+    /// Show a job's progress.
+    Status(StatusArgs),
+    /// Manage checkpoints (list, show, clear).
+    Ckpt(CkptArgs),
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// CBOR sequence (compact, the default).
+    Cbor,
+    /// JSON Lines.
+    Jsonl,
+    /// CSV.
+    Csv,
+}
+
+/// What to do with a chunk that fails on every attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Stop the job (exit 1).
+    Abort,
+    /// Record it, go on, and exit 3 at the end.
+    Skip,
+}
+
+/// `raygent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input file; `-` or absent reads stdin.
+    #[arg(short, long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// How the input is split into records.
+    #[arg(long, value_enum, default_value = "lines")]
+    pub input_format: InputFormat,
+    /// Records per chunk (a chunk is one unit of work and of retry).
+    #[arg(short = 'c', long, default_value_t = 100, value_name = "N")]
+    pub chunk_size: usize,
+    /// Worker processes (default: cores / cores-per-worker).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Cores to use; 0 or less means all.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub cores: Option<i64>,
+    /// Cores each worker uses (sets OMP_NUM_THREADS and friends).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cores_per_worker: usize,
+    /// Retries of a failed chunk.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+    /// Time limit per chunk, like `30s` or `2m`; a worker past it is killed
+    /// and the chunk retried.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory limit per worker (address space), like `2G` or `512M`.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory_limit: Option<u64>,
+    /// What to do with a chunk that fails on every attempt.
+    #[arg(long, value_enum, default_value = "abort")]
+    pub on_failure: OnFailure,
+    /// Where results go: a directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "./raygent-out", value_name = "URL")]
+    pub output: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "cbor")]
+    pub format: OutputFormat,
+    /// Results per saved part.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub save_interval: usize,
+    /// Discard an earlier run's checkpoint and output and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Run COMMAND once per record, with `{}` in its arguments replaced by
+    /// the record (appended if there is no `{}`); its stdout is the result.
+    #[arg(long)]
+    pub per_item: bool,
+    /// Run COMMAND through `sh -c` (COMMAND is then a shell script).
+    #[arg(long)]
+    pub shell: bool,
+    /// The worker program and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `raygent cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The job's output: a directory or s3://bucket/prefix.
+    #[arg(value_name = "URL")]
+    pub url: String,
+}
+
+/// `raygent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The job's output: a directory or s3://bucket/prefix.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `raygent ckpt`.
+#[derive(Debug, Args)]
+pub struct CkptArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CkptAction,
+}
+
+/// `raygent ckpt` actions.
+#[derive(Debug, Subcommand)]
+pub enum CkptAction {
+    /// List step checkpoints and stage checkpoints.
+    List {
+        /// A job's output or a checkpoint root.
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+    /// Show one step checkpoint (the newest by default).
+    Show {
+        /// A job's output or a checkpoint root.
+        #[arg(value_name = "URL")]
+        url: String,
+        /// The step to show.
+        #[arg(long)]
+        step: Option<u64>,
+    },
+    /// Delete every checkpoint (the output's parts stay; a rerun then
+    /// starts over and rewrites them).
+    Clear {
+        /// A job's output or a checkpoint root.
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+}
+
+/// Parses `123`, `10K`, `512M`, `2G` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512M or 2G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("123"), Ok(123));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert!(parse_bytes("12Q").is_err());
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn the_command_follows_the_double_dash() {
+        let cli = Cli::try_parse_from([
+            "raygent", "run", "-c", "7", "--", "python3", "-u", "w.py", "--flag",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.chunk_size, 7);
+        assert_eq!(args.command, vec!["python3", "-u", "w.py", "--flag"]);
+    }
+}

@@ -1,0 +1,437 @@
+//! The subcommands.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use raygent_actors::{Progress, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand};
+use raygent_core::{
+    Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
+};
+use raygent_savers::{DatasetReader, DatasetSaver, Format, SaverOptions};
+use serde::Serialize;
+
+use crate::cli::{CatArgs, CkptAction, CkptArgs, OnFailure, OutputFormat, RunArgs, StatusArgs};
+use crate::input::{self, Source};
+use crate::per_item::PerItemTask;
+use crate::progress::Reporter;
+use crate::{Failure, exit, store};
+
+/// Finds `program` like the shell would, so a typo is reported before the
+/// job starts rather than as a failing chunk.
+fn check_program(program: &str) -> Result<(), Failure> {
+    let found = if program.contains('/') {
+        Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+        })
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(Failure::usage(anyhow!(
+            "command not found: {program:?} (check the spelling and your PATH, or use --shell for a shell script)"
+        )))
+    }
+}
+
+fn validate(args: &RunArgs) -> Result<(), Failure> {
+    if args.chunk_size == 0 {
+        return Err(Failure::usage(anyhow!("--chunk-size must be at least 1")));
+    }
+    if args.save_interval == 0 {
+        return Err(Failure::usage(anyhow!(
+            "--save-interval must be at least 1"
+        )));
+    }
+    if args.cores_per_worker == 0 {
+        return Err(Failure::usage(anyhow!(
+            "--cores-per-worker must be at least 1"
+        )));
+    }
+    if args.workers == Some(0) {
+        return Err(Failure::usage(anyhow!("--workers must be at least 1")));
+    }
+    Ok(())
+}
+
+/// `raygent run`.
+pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
+    validate(&args)?;
+    let source = Source::from_arg(args.input.as_deref());
+    if let Source::File(p) = &source {
+        std::fs::File::open(p)
+            .with_context(|| format!("cannot open the input file {}", p.display()))
+            .map_err(Failure::usage)?;
+    }
+    if !args.shell {
+        check_program(&args.command[0])?;
+    }
+    let out = store::location(&args.output)?;
+    let format = match args.format {
+        OutputFormat::Cbor => Format::Cbor,
+        OutputFormat::Jsonl => Format::JsonLines,
+        OutputFormat::Csv => Format::Csv,
+    };
+    let saver = DatasetSaver::new(out.clone(), SaverOptions::default().with_format(format))
+        .map_err(|e| {
+            Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
+        })?;
+    let progress_store = store::progress_store(&out)?;
+    let identity = format!(
+        "command {:?}; input {} ({:?}); per-item {}; shell {}",
+        args.command,
+        source.identity(),
+        args.input_format,
+        args.per_item,
+        args.shell
+    );
+    let stop = StopHandle::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            i32::from(exit::INTERRUPTED),
+            stop.flag(),
+        )
+        .and_then(|_| signal_hook::flag::register(sig, stop.flag()))
+        .context("installing the signal handlers")
+        .map_err(Failure::failed)?;
+    }
+    let progress = Progress::new();
+    let options = SubmitOptions::new()
+        .with_chunk_size(args.chunk_size)
+        .with_at_once(true)
+        .with_saver(saver)
+        .with_save_interval(args.save_interval)
+        .with_retry(RetryPolicy::new(args.retries))
+        .with_failure_policy(match args.on_failure {
+            OnFailure::Abort => FailurePolicy::Abort,
+            OnFailure::Skip => FailurePolicy::Skip,
+        })
+        .with_stop_handle(stop)
+        .with_progress(progress.clone())
+        .with_checkpoint(
+            ResumeConfig::new(progress_store)
+                .with_fresh(args.fresh)
+                .with_identity(identity),
+        );
+    let n_cores = match (args.workers, args.cores) {
+        (Some(w), _) => i64::try_from(w.saturating_mul(args.cores_per_worker)).unwrap_or(i64::MAX),
+        (None, Some(c)) => c,
+        (None, None) => -1,
+    };
+    let total = source.count_records(args.input_format);
+    let items = input::items(&source, args.input_format)
+        .with_context(|| format!("cannot read {}", source.name()))
+        .map_err(Failure::usage)?;
+    let reporter = Reporter::start(progress, total, quiet);
+    let result = if args.per_item {
+        let task = PerItemTask {
+            command: args.command.clone(),
+            shell: args.shell,
+            timeout: args.timeout,
+        };
+        execute(
+            move || task.clone(),
+            n_cores,
+            args.cores_per_worker,
+            items,
+            options,
+        )
+    } else {
+        let (program, rest) = args
+            .command
+            .split_first()
+            .unwrap_or((&args.command[0], &[]));
+        let mut cmd = WorkerCommand::new(program)
+            .args(rest)
+            .shell(args.shell)
+            .n_cores_worker(args.cores_per_worker);
+        if let Some(t) = args.timeout {
+            cmd = cmd.timeout(t);
+        }
+        if let Some(m) = args.memory_limit {
+            cmd = cmd.memory_limit(m);
+        }
+        execute(
+            cmd.factory(),
+            n_cores,
+            args.cores_per_worker,
+            items,
+            options,
+        )
+    };
+    drop(reporter);
+    finish(result, &args.output, quiet)
+}
+
+fn execute<F>(
+    factory: F,
+    n_cores: i64,
+    cores_per_worker: usize,
+    items: impl Iterator<Item = Result<String, input::RecordError>>,
+    options: SubmitOptions<String>,
+) -> Result<JobReport, Error>
+where
+    F: TaskFactory,
+    F::Task: Task<Input = String, Output = String>,
+{
+    let mut manager = TaskManager::with_handler(factory, Discard)
+        .with_n_cores(n_cores)
+        .with_n_cores_worker(cores_per_worker);
+    manager.try_submit_tasks(items, options)
+}
+
+fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result<u8, Failure> {
+    match result {
+        Ok(report) => {
+            if !quiet {
+                eprintln!(
+                    "raygent: done: {} items in {} chunks ({} resumed), {} retries, {} failed chunks, {:.1?}; results in {output}",
+                    report.items,
+                    report.chunks,
+                    report.resumed_chunks,
+                    report.retries,
+                    report.failed_chunks.len(),
+                    report.wall_time
+                );
+            }
+            if report.failed_chunks.is_empty() {
+                Ok(exit::DONE)
+            } else {
+                for f in &report.failed_chunks {
+                    eprintln!(
+                        "raygent: skipped chunk {} (items {}..{}) after {} attempts: {}",
+                        f.index, f.items.start, f.items.end, f.attempts, f.error
+                    );
+                }
+                Ok(exit::SKIPPED)
+            }
+        }
+        Err(e @ Error::Interrupted { .. }) => Err(Failure::with_code(
+            exit::INTERRUPTED,
+            anyhow!("{e}; run the same command again to resume"),
+        )),
+        Err(e @ Error::JobMismatch { .. }) => Err(Failure::usage(anyhow!(
+            "{e}: rerun with --fresh to discard {output} and start over"
+        ))),
+        Err(e @ (Error::Input { .. } | Error::InvalidConfig(_))) => Err(Failure::usage(anyhow!(
+            "{e}; everything before it was saved to {output}: fix the input and run the same command again to resume"
+        ))),
+        Err(e) => Err(Failure::failed(anyhow!(
+            "{e}; what was committed is kept in {output}: run the same command again to resume"
+        ))),
+    }
+}
+
+/// `raygent cat`.
+pub fn cat(args: CatArgs) -> Result<u8, Failure> {
+    let out = store::location(&args.url)?;
+    let reader = DatasetReader::open_location(out)
+        .with_context(|| format!("cannot open the results at {}", args.url))
+        .map_err(Failure::usage)?;
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+    for r in reader.iter::<serde_json::Value>() {
+        let v = r
+            .with_context(|| format!("reading {}", args.url))
+            .map_err(Failure::failed)?;
+        let written = match v {
+            serde_json::Value::String(s) => writeln!(w, "{s}"),
+            other => writeln!(w, "{other}"),
+        };
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(exit::DONE);
+            }
+            return Err(Failure::failed(
+                anyhow::Error::new(e).context("writing to stdout"),
+            ));
+        }
+    }
+    match w.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::failed(
+            anyhow::Error::new(e).context("writing to stdout"),
+        )),
+        _ => Ok(exit::DONE),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    url: String,
+    state: &'static str,
+    chunks_committed: u64,
+    items_committed: u64,
+    results_committed: u64,
+    parts: u64,
+    chunk_size: Option<u64>,
+    task: Option<String>,
+    failed_chunks: Vec<raygent_core::FailedChunk>,
+    last_checkpoint_unix: Option<u64>,
+    last_checkpoint: Option<String>,
+}
+
+/// `raygent status`.
+pub fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let out = store::location(&args.url)?;
+    let state = store::job_state(&out)?;
+    let reader = DatasetReader::open_location(out.clone()).ok();
+    if state.is_none() && reader.as_ref().is_none_or(|r| r.parts().is_empty()) {
+        return Err(Failure::usage(anyhow!(
+            "no raygent job at {}: no checkpoint and no committed results there",
+            args.url
+        )));
+    }
+    let st = Status {
+        url: args.url.clone(),
+        state: match &state {
+            Some(s) if s.complete => "complete",
+            Some(_) => "in progress (rerun the same command to resume)",
+            None => "not checkpointed",
+        },
+        chunks_committed: state.as_ref().map_or(0, |s| s.next_chunk),
+        items_committed: state.as_ref().map_or(0, |s| s.next_item),
+        results_committed: state.as_ref().map_or_else(
+            || reader.as_ref().map_or(0, |r| r.result_count()),
+            |s| s.results,
+        ),
+        parts: state.as_ref().map_or_else(
+            || reader.as_ref().map_or(0, |r| r.parts().len() as u64),
+            |s| s.parts,
+        ),
+        chunk_size: state.as_ref().map(|s| s.config.chunk_size),
+        task: state.as_ref().map(|s| s.config.extra.clone()),
+        failed_chunks: state.as_ref().map(|s| s.failed.clone()).unwrap_or_default(),
+        last_checkpoint_unix: state.as_ref().map(|s| s.written_at),
+        last_checkpoint: state.as_ref().map(|s| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.written_at),
+            )
+            .to_string()
+        }),
+    };
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    let res = if args.json {
+        serde_json::to_writer_pretty(&mut w, &st)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(w))
+    } else {
+        write_status(&mut w, &st)
+    };
+    res.context("writing to stdout").map_err(Failure::failed)?;
+    Ok(exit::DONE)
+}
+
+fn write_status(w: &mut impl Write, st: &Status) -> std::io::Result<()> {
+    writeln!(w, "job:              {}", st.url)?;
+    writeln!(w, "state:            {}", st.state)?;
+    if let Some(t) = &st.task {
+        writeln!(w, "task:             {t}")?;
+    }
+    if let Some(c) = st.chunk_size {
+        writeln!(w, "chunk size:       {c}")?;
+    }
+    writeln!(w, "chunks committed: {}", st.chunks_committed)?;
+    writeln!(w, "items committed:  {}", st.items_committed)?;
+    writeln!(w, "results:          {}", st.results_committed)?;
+    writeln!(w, "parts:            {}", st.parts)?;
+    if let Some(t) = &st.last_checkpoint {
+        writeln!(w, "last checkpoint:  {t}")?;
+    }
+    writeln!(w, "failed chunks:    {}", st.failed_chunks.len())?;
+    for f in &st.failed_chunks {
+        writeln!(
+            w,
+            "  chunk {} (items {}..{}), {} attempts: {}",
+            f.index, f.items.start, f.items.end, f.attempts, f.error
+        )?;
+    }
+    Ok(())
+}
+
+/// `raygent ckpt`.
+pub fn ckpt(args: CkptArgs) -> Result<u8, Failure> {
+    match args.action {
+        CkptAction::List { url } => {
+            let out = store::location(&url)?;
+            let steps = store::checkpoints(&out)?;
+            let list = steps
+                .list_steps()
+                .context("listing steps")
+                .map_err(Failure::failed)?;
+            let mut w = std::io::stdout().lock();
+            let _ = writeln!(w, "step checkpoints under {}:", store::checkpoint_url(&out));
+            for s in &list {
+                let when = steps
+                    .metadata(*s)
+                    .map(|m| humantime::format_rfc3339_seconds(m.created()).to_string())
+                    .unwrap_or_default();
+                let _ = writeln!(w, "  step {s}  {when}");
+            }
+            if list.is_empty() {
+                let _ = writeln!(w, "  (none)");
+            }
+            let stages =
+                raygent_ckpt::StageCheckpoints::new(Arc::clone(out.store()), out.prefix().clone())
+                    .and_then(|s| s.list("*"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    // raygent's own directories (parts' manifest, checkpoints).
+                    .filter(|name| !name.starts_with('_'))
+                    .collect::<Vec<_>>();
+            if !stages.is_empty() {
+                let _ = writeln!(w, "stage checkpoints under {}:", out.url());
+                for s in stages {
+                    let _ = writeln!(w, "  {s}");
+                }
+            }
+            Ok(exit::DONE)
+        }
+        CkptAction::Show { url, step } => {
+            let out = store::location(&url)?;
+            let steps = store::checkpoints(&out)?;
+            let step = match step {
+                Some(s) => s,
+                None => steps
+                    .latest_step()
+                    .context("listing steps")
+                    .map_err(Failure::failed)?
+                    .ok_or_else(|| {
+                        Failure::usage(anyhow!(
+                            "no checkpoint under {}",
+                            store::checkpoint_url(&out)
+                        ))
+                    })?,
+            };
+            let state: raygent_actors::JobState = steps
+                .load_state(step)
+                .with_context(|| {
+                    format!("reading step {step} under {}", store::checkpoint_url(&out))
+                })
+                .map_err(Failure::usage)?;
+            let text = serde_json::to_string_pretty(&state)
+                .context("encoding the state")
+                .map_err(Failure::failed)?;
+            println!("{text}");
+            Ok(exit::DONE)
+        }
+        CkptAction::Clear { url } => {
+            let out = store::location(&url)?;
+            let steps = store::checkpoints(&out)?;
+            steps
+                .clear()
+                .with_context(|| format!("clearing {}", store::checkpoint_url(&out)))
+                .map_err(Failure::failed)?;
+            println!(
+                "cleared the checkpoints under {}",
+                store::checkpoint_url(&out)
+            );
+            Ok(exit::DONE)
+        }
+    }
+}

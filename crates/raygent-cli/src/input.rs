@@ -1,0 +1,307 @@
+//! Reading the job's input: plain lines, JSON Lines or CSV, from a file or
+//! stdin, one item per record, with errors that name the file and line.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// How the input is split into items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One item per line (the trailing newline is not part of the item).
+    Lines,
+    /// One JSON value per line; the worker receives it in compact form.
+    Jsonl,
+    /// CSV with a header; the worker receives each record as a JSON object
+    /// keyed by the header's column names.
+    Csv,
+}
+
+/// A record that could not be read: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The input's name (a path or `<stdin>`).
+    pub file: String,
+    /// The line, from 1.
+    pub line: u64,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// Where items come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Standard input.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// `-` or nothing means stdin.
+    pub fn from_arg(arg: Option<&Path>) -> Self {
+        match arg {
+            None => Source::Stdin,
+            Some(p) if p.as_os_str() == "-" => Source::Stdin,
+            Some(p) => Source::File(p.to_path_buf()),
+        }
+    }
+
+    /// A name for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Stdin => "<stdin>".into(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// An identity for checkpoints: the absolute path of a file.
+    pub fn identity(&self) -> String {
+        match self {
+            Source::Stdin => "<stdin>".into(),
+            Source::File(p) => std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+        }
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Source::Stdin => Box::new(io::stdin()),
+            Source::File(p) => Box::new(File::open(p)?),
+        })
+    }
+
+    /// How many records a file holds (newline count, minus a CSV header);
+    /// `None` for stdin.
+    pub fn count_records(&self, format: InputFormat) -> Option<u64> {
+        let Source::File(p) = self else { return None };
+        let mut r = BufReader::with_capacity(1 << 20, File::open(p).ok()?);
+        let (mut lines, mut last) = (0u64, b'\n');
+        loop {
+            let buf = r.fill_buf().ok()?;
+            if buf.is_empty() {
+                break;
+            }
+            lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            last = buf[buf.len() - 1];
+            let n = buf.len();
+            r.consume(n);
+        }
+        if last != b'\n' {
+            lines += 1;
+        }
+        Some(match format {
+            InputFormat::Csv => lines.saturating_sub(1),
+            _ => lines,
+        })
+    }
+}
+
+/// The items of `source`, each a line to hand to a worker.
+pub fn items(
+    source: &Source,
+    format: InputFormat,
+) -> io::Result<Box<dyn Iterator<Item = Result<String, RecordError>> + Send>> {
+    let name = source.name();
+    let reader = source.open()?;
+    Ok(match format {
+        InputFormat::Lines => Box::new(Lines::new(reader, name, false)),
+        InputFormat::Jsonl => Box::new(Lines::new(reader, name, true)),
+        InputFormat::Csv => Box::new(csv_items(reader, name)),
+    })
+}
+
+struct Lines {
+    reader: BufReader<Box<dyn Read + Send>>,
+    name: String,
+    line: u64,
+    json: bool,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn new(reader: Box<dyn Read + Send>, name: String, json: bool) -> Self {
+        Lines {
+            reader: BufReader::with_capacity(1 << 16, reader),
+            name,
+            line: 0,
+            json,
+            done: false,
+            buf: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, message: String) -> Option<Result<String, RecordError>> {
+        self.done = true;
+        Some(Err(RecordError {
+            file: self.name.clone(),
+            line: self.line,
+            message,
+        }))
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<String, RecordError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            self.line += 1;
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) => return self.error(format!("cannot read: {e}")),
+            }
+            if self.buf.last() == Some(&b'\n') {
+                self.buf.pop();
+                if self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
+                }
+            }
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => t.to_owned(),
+                Err(e) => return self.error(format!("not valid UTF-8 ({e})")),
+            };
+            if !self.json {
+                return Some(Ok(text));
+            }
+            if text.trim().is_empty() {
+                // Blank lines in JSON Lines carry no record.
+                continue;
+            }
+            return match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => Some(Ok(v.to_string())),
+                Err(e) => self.error(format!("malformed JSON: {e}")),
+            };
+        }
+    }
+}
+
+fn csv_items(
+    reader: Box<dyn Read + Send>,
+    name: String,
+) -> impl Iterator<Item = Result<String, RecordError>> + Send {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let (headers, mut header_error) = match rdr.headers().cloned() {
+        Ok(h) => (Some(h), None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut records = rdr.into_records();
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        if let Some(e) = header_error.take() {
+            failed = true;
+            return Some(Err(RecordError {
+                file: name.clone(),
+                line: 1,
+                message: format!("cannot read the CSV header: {e}"),
+            }));
+        }
+        let headers = headers.as_ref()?;
+        let rec = records.next()?;
+        Some(match rec {
+            Ok(rec) => {
+                let obj: serde_json::Map<String, serde_json::Value> = headers
+                    .iter()
+                    .zip(rec.iter())
+                    .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                    .collect();
+                Ok(serde_json::Value::Object(obj).to_string())
+            }
+            Err(e) => {
+                failed = true;
+                let line = e.position().map_or(0, |p| p.line());
+                Err(RecordError {
+                    file: name.clone(),
+                    line,
+                    message: format!("malformed CSV record: {e}"),
+                })
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, format: InputFormat) -> Vec<Result<String, RecordError>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.txt");
+        std::fs::write(&p, text).unwrap();
+        items(&Source::File(p), format).unwrap().collect()
+    }
+
+    #[test]
+    fn lines_keep_their_text_without_newlines() {
+        let out = read("a\r\nb b\n\nc", InputFormat::Lines);
+        let out: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(out, vec!["a", "b b", "", "c"]);
+    }
+
+    #[test]
+    fn malformed_json_names_the_line() {
+        let out = read("{\"a\":1}\n\n[1, 2]\n{oops\n3\n", InputFormat::Jsonl);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap(), "{\"a\":1}");
+        assert_eq!(out[1].as_ref().unwrap(), "[1,2]");
+        let e = out[2].as_ref().unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.to_string().contains("in.txt:4: malformed JSON"), "{e}");
+    }
+
+    #[test]
+    fn csv_records_become_json_objects_and_bad_rows_are_named() {
+        let out = read("x,y\n1,2\n3,4,5\n6,7\n", InputFormat::Csv);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].as_ref().unwrap(), "{\"x\":\"1\",\"y\":\"2\"}");
+        let e = out[1].as_ref().unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bin");
+        std::fs::write(&p, b"ok\n\xff\xfe\n").unwrap();
+        let out: Vec<_> = items(&Source::File(p), InputFormat::Lines)
+            .unwrap()
+            .collect();
+        assert_eq!(out[0].as_ref().unwrap(), "ok");
+        assert_eq!(out[1].as_ref().unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn records_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n");
+        std::fs::write(&p, "a\nb\nc").unwrap();
+        assert_eq!(
+            Source::File(p.clone()).count_records(InputFormat::Lines),
+            Some(3)
+        );
+        assert_eq!(Source::File(p).count_records(InputFormat::Csv), Some(2));
+        assert_eq!(Source::Stdin.count_records(InputFormat::Lines), None);
+    }
+}
