@@ -291,6 +291,8 @@ impl DatasetSaver {
             format: "json",
             message: e.to_string(),
         })?;
+        // Crash tests freeze the process here: part written, not committed.
+        raygent_core::failpoint("part-before-record");
         let record_path = self.location.path(&record_name(&stem));
         // The commit record goes last: until it exists the part is an orphan
         // that readers ignore and a resume deletes.
@@ -499,8 +501,11 @@ impl PartSink<'_> {
                 w.put(bytes);
                 w.wait_for_capacity(concurrency).await?;
             }
-            Ok(())
-        })
+            Ok::<_, object_store::Error>(())
+        })?;
+        // Crash tests freeze the process here, in the middle of a multipart upload.
+        raygent_core::failpoint("multipart-piece");
+        Ok(())
     }
 
     /// Uploads what is left and completes the upload: (size, CRC-32, multipart).
