@@ -50,3 +50,8 @@ pub(crate) fn worker_failure_class(
 ) -> Option<&'static str> {
     worker::WorkerError::class_of(e)
 }
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
