@@ -211,12 +211,18 @@ fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result
                 Ok(exit::SKIPPED)
             }
         }
-        Err(e @ Error::Interrupted { .. }) => Err(Failure::with_code(
+        Err(Error::Interrupted { committed_chunks }) => Err(Failure::with_code(
             exit::INTERRUPTED,
-            anyhow!("{e}; run the same command again to resume"),
+            anyhow!(
+                "interrupted after committing {committed_chunks} chunk(s) to {output}; run the same command again to resume"
+            ),
         )),
-        Err(e @ Error::JobMismatch { .. }) => Err(Failure::usage(anyhow!(
-            "{e}: rerun with --fresh to discard {output} and start over"
+        Err(Error::JobMismatch {
+            location,
+            differences,
+        }) => Err(Failure::usage(anyhow!(
+            "{output} holds a different job (checkpoint at {location}): {}; run the same command as before to resume it, or add --fresh to discard {output} and start over",
+            differences.join("; ")
         ))),
         Err(e @ (Error::Input { .. } | Error::InvalidConfig(_))) => Err(Failure::usage(anyhow!(
             "{e}; everything before it was saved to {output}: fix the input and run the same command again to resume"

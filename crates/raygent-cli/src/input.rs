@@ -222,12 +222,19 @@ fn csv_items(
         let rec = records.next()?;
         Some(match rec {
             Ok(rec) => {
-                let obj: serde_json::Map<String, serde_json::Value> = headers
-                    .iter()
-                    .zip(rec.iter())
-                    .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
-                    .collect();
-                Ok(serde_json::Value::Object(obj).to_string())
+                // Written by hand to keep the header's column order
+                // (serde_json's map would sort the keys).
+                let mut obj = String::from("{");
+                for (i, (k, v)) in headers.iter().zip(rec.iter()).enumerate() {
+                    if i > 0 {
+                        obj.push(',');
+                    }
+                    obj.push_str(&serde_json::Value::from(k).to_string());
+                    obj.push(':');
+                    obj.push_str(&serde_json::Value::from(v).to_string());
+                }
+                obj.push('}');
+                Ok(obj)
             }
             Err(e) => {
                 failed = true;
@@ -273,9 +280,10 @@ mod tests {
 
     #[test]
     fn csv_records_become_json_objects_and_bad_rows_are_named() {
-        let out = read("x,y\n1,2\n3,4,5\n6,7\n", InputFormat::Csv);
+        let out = read("y,x\n1,\"2, \"\"3\"\"\"\n3,4,5\n6,7\n", InputFormat::Csv);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].as_ref().unwrap(), "{\"x\":\"1\",\"y\":\"2\"}");
+        // The header's column order, values as JSON strings.
+        assert_eq!(out[0].as_ref().unwrap(), r#"{"y":"1","x":"2, \"3\""}"#);
         let e = out[1].as_ref().unwrap_err();
         assert_eq!(e.line, 3, "{e}");
     }

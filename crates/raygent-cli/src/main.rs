@@ -10,6 +10,7 @@ mod per_item;
 mod progress;
 mod store;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -74,8 +75,29 @@ fn init_tracing(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+/// The error and its causes, joined by `: `, leaving out a cause whose text
+/// is already part of the message (many errors, object_store's among them,
+/// print their source themselves, so `{:#}` would repeat it, server reply
+/// and all, once per level).
+fn render(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn main() -> ExitCode {
@@ -101,7 +123,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("raygent: error: {:#}", f.error);
+            eprintln!("raygent: error: {}", render(&f.error));
             ExitCode::from(f.code)
         }
     }

@@ -47,12 +47,27 @@ impl PerItemTask {
                 .first()
                 .cloned()
                 .unwrap_or_default()
-                .replace("{}", "\"$1\"");
+                .replace("{}", &shell_quote(item));
             let mut v = vec!["sh".to_owned(), "-c".to_owned(), script, "sh".to_owned()];
             v.push(item.to_owned());
             return v;
         }
         argv
+    }
+}
+
+/// `item` as one shell word, GNU parallel style: as it is when it holds
+/// only characters the shell leaves alone (so `$(( {} * 2 ))` works on
+/// numbers), else in single quotes.
+fn shell_quote(item: &str) -> String {
+    let plain = !item.is_empty()
+        && item
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c));
+    if plain {
+        item.to_owned()
+    } else {
+        format!("'{}'", item.replace('\'', "'\\''"))
     }
 }
 
@@ -121,12 +136,12 @@ impl Task for PerItemTask {
             let err = String::from_utf8_lossy(&err);
             let tail: Vec<&str> = err.lines().rev().take(10).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!(
-                "{:?} on item {item:?} {how}; its last stderr lines:\n{}",
-                argv[0],
-                tail.join("\n")
-            )
-            .into());
+            let stderr = if tail.is_empty() {
+                "; it wrote nothing to stderr".to_owned()
+            } else {
+                format!("; its last stderr lines:\n{}", tail.join("\n"))
+            };
+            return Err(format!("{:?} on item {item:?} {how}{stderr}", argv[0]).into());
         }
         let mut text = String::from_utf8(out)
             .map_err(|_| format!("{:?} on item {item:?} printed non-UTF-8 output", argv[0]))?;
@@ -174,6 +189,21 @@ mod tests {
         assert_eq!(t.process_item(&"5".to_owned()).unwrap(), "25");
         let e = t.process_item(&"3".to_owned()).unwrap_err().to_string();
         assert!(e.contains("code 4") && e.contains("bad"), "{e}");
+    }
+
+    #[test]
+    fn shell_items_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("12"), "12");
+        assert_eq!(shell_quote("a/b.txt"), "a/b.txt");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's $HOME; rm"), "'it'\\''s $HOME; rm'");
+        let mut t = PerItemTask {
+            command: vec!["printf '%s|' {}; echo \"$1\"".into()],
+            shell: true,
+            timeout: None,
+        };
+        let item = "it's $HOME; `x`".to_owned();
+        assert_eq!(t.process_item(&item).unwrap(), format!("{item}|{item}"));
     }
 
     #[test]
