@@ -3,17 +3,30 @@
 //! a checkpoint's data and its commit, ...).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-static ARMED: OnceLock<Option<String>> = OnceLock::new();
+/// The armed point's name and the hit at which it fires.
+static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// If the environment variable `RAYGENT_FAILPOINT` equals `name`, writes
-/// `RAYGENT_FAILPOINT <name>` on stderr and blocks this thread forever
-/// (the test then kills the process). Otherwise does nothing; the check is
-/// one atomic load after the first call.
+/// If the environment variable `RAYGENT_FAILPOINT` is `name` (or `name:N`,
+/// meaning the N-th time this point is reached, from 1), writes
+/// `RAYGENT_FAILPOINT <name>` on stderr and blocks this thread forever (the
+/// test then kills the process). Otherwise does nothing; after the first
+/// call the check is one comparison.
 #[doc(hidden)]
 pub fn failpoint(name: &str) {
-    let armed = ARMED.get_or_init(|| std::env::var("RAYGENT_FAILPOINT").ok());
-    if armed.as_deref() == Some(name) {
+    let armed = ARMED.get_or_init(|| {
+        let v = std::env::var("RAYGENT_FAILPOINT").ok()?;
+        match v.split_once(':') {
+            Some((n, k)) => Some((n.to_owned(), k.parse().unwrap_or(1))),
+            None => Some((v, 1)),
+        }
+    });
+    if let Some((point, nth)) = armed
+        && point == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+    {
         eprintln!("RAYGENT_FAILPOINT {name}");
         loop {
             std::thread::park();

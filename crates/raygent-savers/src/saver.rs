@@ -418,6 +418,9 @@ impl DatasetSaver {
             }
             Ok(kept)
         })?;
+        if let Some(dir) = loc.local_dir() {
+            remove_local_staging(&dir)?;
+        }
         self.next_item = kept.last().map_or(0, |k| k.item_end);
         if next > 0 && self.next_item != point.next_item {
             tracing::warn!(
@@ -465,6 +468,28 @@ impl DatasetSaver {
     pub fn description(&self) -> String {
         format!("{} {}", self.options.format, self.location.url())
     }
+}
+
+/// Removes the staging files (`name#N`) that object_store's local store
+/// writes before renaming them into place: a process killed mid-write
+/// leaves them behind, and the store's listings do not show them.
+fn remove_local_staging(dir: &std::path::Path) -> Result<(), Error> {
+    for d in [dir.to_path_buf(), dir.join(crate::manifest::MANIFEST_DIR)] {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if (name.starts_with("part-") || name.starts_with('_')) && name.contains('#') {
+                std::fs::remove_file(e.path()).map_err(|source| Error::LocalDir {
+                    path: e.path(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Receives a part's bytes as they are encoded: a single PUT when the part
