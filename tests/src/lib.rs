@@ -217,7 +217,8 @@ pub fn http_request(endpoint: &str, method: &str, path: &str) -> Result<u16, Str
         .strip_prefix("http://")
         .ok_or_else(|| format!("endpoint {endpoint} is not http://"))?
         .trim_end_matches('/');
-    let mut s = TcpStream::connect(hostport).map_err(|e| format!("connecting to {hostport}: {e}"))?;
+    let mut s =
+        TcpStream::connect(hostport).map_err(|e| format!("connecting to {hostport}: {e}"))?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -239,6 +240,9 @@ mod tests {
     fn the_shared_server_creates_buckets() {
         let s = S3Server::shared();
         let b = s.new_bucket("fixture");
-        assert_eq!(http_request(s.endpoint(), "GET", &format!("/{b}")).unwrap(), 200);
+        assert_eq!(
+            http_request(s.endpoint(), "GET", &format!("/{b}")).unwrap(),
+            200
+        );
     }
 }

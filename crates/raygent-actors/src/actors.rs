@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use actix::prelude::*;
 use raygent_core::{
-    Chunk, Error, FailedChunk, FailurePolicy, JobReport, ResultHandler, RetryPolicy, Task,
-    TaskFactory,
+    Chunk, Error, FailedChunk, FailurePolicy, JobReport, ResultHandler, RetryPolicy, StopHandle,
+    Task, TaskFactory,
 };
 
 use crate::exec::{Failure, run_chunk};
@@ -105,6 +105,9 @@ struct TaskActor<F: TaskFactory> {
     factory: Arc<F>,
     task: Option<Box<F::Task>>,
     at_once: bool,
+    /// Set when the job is interrupted: queued chunks are then handed back
+    /// unrun, so a stop does not wait for the whole dispatch window.
+    stop: Option<StopHandle>,
     supervisor: Recipient<ChunkDone<In<F>, Out<F>>>,
     /// Dropped with the actor: lets the caller wait until every task
     /// instance (and any worker process it owns) is gone.
@@ -121,7 +124,11 @@ impl<F: TaskFactory> Handler<RunChunk<In<F>>> for TaskActor<F> {
         let RunChunk { chunk, attempt } = msg;
         let span = tracing::trace_span!("chunk", index = chunk.index, attempt);
         let _g = span.enter();
-        let outcome = run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once);
+        let outcome = if self.stop.as_ref().is_some_and(StopHandle::is_stopped) {
+            Err(Failure::Cancelled)
+        } else {
+            run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once)
+        };
         let (index, start) = (chunk.index, chunk.start);
         let outcome = match outcome {
             Ok(results) => Ok(results),
@@ -139,6 +146,7 @@ impl<F: TaskFactory> Handler<RunChunk<In<F>>> for TaskActor<F> {
 // ---------------------------------------------------------------- supervisor
 
 pub(crate) struct SupervisorConfig {
+    pub(crate) stop: Option<StopHandle>,
     pub(crate) progress: crate::progress::Progress,
     pub(crate) workers: usize,
     pub(crate) at_once: bool,
@@ -227,6 +235,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Actor for Supervisor<F, H> {
         let me = ctx.address().recipient();
         let factory = Arc::clone(&self.factory);
         let at_once = self.cfg.at_once;
+        let stop = self.cfg.stop.clone();
         let alive = self.alive.take();
         let alive = Mutex::new(alive);
         self.pool = Some(SyncArbiter::start_with_thread_builder(
@@ -242,6 +251,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Actor for Supervisor<F, H> {
                     factory: Arc::clone(&factory),
                     task: None,
                     at_once,
+                    stop: stop.clone(),
                     supervisor: me.clone(),
                     _alive: alive,
                 }
@@ -289,6 +299,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Handler<ChunkDone<In<F>, Out<F>>>
                         results,
                     }),
                 );
+            }
+            Err((_, Failure::Cancelled)) => {
+                self.attempts.remove(&index);
+                self.finish_one(ctx, None);
             }
             Err((chunk, failure)) => {
                 self.stats

@@ -13,6 +13,8 @@ pub(crate) enum Failure {
     Panic(String),
     /// The task broke its contract (wrong number of results).
     Contract(String),
+    /// The job is stopping: the chunk was not run.
+    Cancelled,
 }
 
 impl Failure {
@@ -22,6 +24,7 @@ impl Failure {
             Failure::Error(e) => crate::worker_failure_class(e.as_ref()).unwrap_or("error"),
             Failure::Panic(_) => "panic",
             Failure::Contract(_) => "contract",
+            Failure::Cancelled => "cancelled",
         }
     }
 }
@@ -32,6 +35,7 @@ impl std::fmt::Display for Failure {
             Failure::Error(e) => write!(f, "{e}"),
             Failure::Panic(m) => write!(f, "task panicked: {m}"),
             Failure::Contract(m) => write!(f, "{m}"),
+            Failure::Cancelled => write!(f, "not run: the job is stopping"),
         }
     }
 }

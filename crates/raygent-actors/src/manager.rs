@@ -373,6 +373,14 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                 return Err(e);
             }
         };
+        let mut fed = fed;
+        // Chunks cancelled by a stop after the whole input was fed: the job
+        // did not complete even though the feeder saw no interruption.
+        if finished.sink.next_chunk() < fed.end_chunk
+            && options.stop.as_ref().is_some_and(StopHandle::is_stopped)
+        {
+            fed.interrupted = true;
+        }
         let clean = finished.sink.error.is_none()
             && finished.stats.error.is_none()
             && fed.input_error.is_none()
@@ -512,6 +520,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         let (alive_tx, alive_rx) = mpsc::channel::<()>();
         let (addr_tx, addr_rx) = mpsc::channel();
         let cfg = SupervisorConfig {
+            stop: options.stop.clone(),
             progress: options.progress.clone().unwrap_or_default(),
             workers,
             at_once: options.at_once,

@@ -235,6 +235,10 @@ pub(crate) struct Resumer {
     store: Arc<dyn ProgressStore>,
     config: JobConfig,
     start: StartPoint,
+    /// Whether an earlier run's checkpoint was found.
+    found_state: bool,
+    /// Whether the caller asked for a fresh start.
+    fresh: bool,
     expected_fingerprint: Option<String>,
     fingerprint: Fingerprint,
     boundaries: Arc<Mutex<Boundaries>>,
@@ -303,6 +307,7 @@ impl Resumer {
         let store = Arc::clone(&cfg.store);
         let mut start = StartPoint::default();
         let mut expected_fingerprint = None;
+        let mut found_state = false;
         if cfg.fresh {
             store.clear()?;
         } else if let Some(state) = store.load_latest()? {
@@ -326,12 +331,15 @@ impl Resumer {
                 failed: state.failed.clone(),
             };
             expected_fingerprint = Some(state.input_fingerprint.clone());
+            found_state = true;
         }
         let actor = CheckpointActor::start(Arc::clone(&store))?;
         Ok(Resumer {
             store,
             config,
             start,
+            found_state,
+            fresh: cfg.fresh,
             expected_fingerprint,
             fingerprint: Fingerprint::new(),
             boundaries: Arc::default(),
@@ -346,14 +354,39 @@ impl Resumer {
 
     /// Drops whatever the saver wrote past the checkpoint (it was never
     /// committed, so it will be written again, under the same names).
+    ///
+    /// A job with no checkpoint first checks that the output is empty (so
+    /// it never replaces results no checkpoint accounts for), then records
+    /// step 0 before anything is saved: from then on, whatever is in the
+    /// output belongs to this job and a rerun may clean it up.
     pub(crate) fn prepare_saver<O: 'static>(
         &mut self,
         saver: &mut dyn Saver<O>,
     ) -> Result<(), Error> {
-        saver.resume(&ResumePoint {
-            next_chunk: self.start.next_chunk,
-            next_item: self.start.next_item,
-        })?;
+        if self.found_state || self.fresh {
+            saver.resume(&ResumePoint {
+                next_chunk: self.start.next_chunk,
+                next_item: self.start.next_item,
+            })?;
+        } else {
+            saver.check_empty()?;
+        }
+        if !self.found_state {
+            let state = JobState {
+                config: self.config.clone(),
+                next_chunk: 0,
+                next_item: 0,
+                results: 0,
+                input_fingerprint: Fingerprint::new().value(),
+                parts: 0,
+                last_chunks: 0..0,
+                failed: Vec::new(),
+                written_at: now_secs(),
+                complete: false,
+            };
+            self.store.save(0, &state)?;
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        }
         Ok(())
     }
 
@@ -434,14 +467,26 @@ impl Resumer {
             }
         }
         let location = self.store.location();
-        if chunks.next_index() < target || chunks.next_start() != self.start.next_item {
+        if chunks.next_index() < target {
             return Err(Error::JobMismatch {
                 location,
                 differences: vec![format!(
-                    "the input is shorter than before: the checkpoint covers {} items in {} chunks, the input has only {} items",
+                    "the input is shorter than before: the checkpoint covers {} items in {} chunks, \
+                     the input ends after {} items",
                     self.start.next_item,
                     target,
                     chunks.next_start()
+                )],
+            });
+        }
+        if chunks.next_start() != self.start.next_item {
+            return Err(Error::JobMismatch {
+                location,
+                differences: vec![format!(
+                    "the input changed: its first {} chunks now hold {} items, the checkpoint recorded {}",
+                    target,
+                    chunks.next_start(),
+                    self.start.next_item
                 )],
             });
         }

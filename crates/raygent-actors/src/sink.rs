@@ -184,6 +184,12 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         self.batch_items.start = self.batch_items.end;
     }
 
+    /// The index of the next chunk the sink expects: every chunk below it
+    /// was handed on.
+    pub(crate) fn next_chunk(&self) -> u64 {
+        self.next_chunk
+    }
+
     /// Saves the rest and finishes the saver.
     pub(crate) fn finish(&mut self) {
         self.flush();

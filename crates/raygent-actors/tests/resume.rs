@@ -131,3 +131,30 @@ fn resume_is_refused_when_the_input_changed() {
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("shorter"), "{msg}");
 }
+
+#[test]
+fn a_job_without_checkpoint_never_replaces_an_existing_dataset() {
+    use raygent_savers::{DatasetSaver, SaverOptions};
+    let url = format!("memory://resume-protect-{}/out", std::process::id());
+    let job = |store: &MemoryProgressStore, fresh: bool| {
+        let saver = DatasetSaver::create(&url, SaverOptions::default()).unwrap();
+        let mut m = TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard)
+            .with_n_cores(2);
+        m.submit_tasks(
+            0..100u64,
+            SubmitOptions::new()
+                .with_chunk_size(10)
+                .with_saver(saver)
+                .with_checkpoint(ResumeConfig::new(Arc::new(store.clone())).with_fresh(fresh)),
+        )
+    };
+    job(&MemoryProgressStore::new(), false).unwrap();
+    // Another job (no checkpoint of its own) aimed at the same output.
+    let err = job(&MemoryProgressStore::new(), false).unwrap_err();
+    assert!(err.to_string().contains("already holds"), "{err}");
+    // Asked explicitly, it starts over.
+    job(&MemoryProgressStore::new(), true).unwrap();
+    let reader = raygent_savers::DatasetReader::open(&url).unwrap();
+    let back: Vec<u64> = reader.iter::<u64>().map(Result::unwrap).collect();
+    assert_eq!(back, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}

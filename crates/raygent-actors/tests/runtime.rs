@@ -550,3 +550,34 @@ fn fold_handler_sums_in_order() {
     let v = m.into_result_handler().unwrap().into_value();
     assert_eq!(v, (0..1000).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_stop_does_not_wait_for_the_queued_window() {
+    let stop = StopHandle::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (s, r) = (stop.clone(), Arc::clone(&runs));
+    let mut m = TaskManager::new(move || {
+        let (s, r) = (s.clone(), Arc::clone(&r));
+        task_fn("stop-early", move |x: &u64| {
+            r.fetch_add(1, Ordering::SeqCst);
+            if *x == 5 {
+                s.stop();
+            }
+            Ok(*x)
+        })
+    })
+    .with_n_cores(2);
+    let err = m
+        .submit_tasks(
+            0..1000u64,
+            SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_window(1000)
+                .with_stop_handle(stop),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err}");
+    // Only chunks already running when the stop came may finish after it.
+    let n = runs.load(Ordering::SeqCst);
+    assert!(n <= 10, "{n} chunks ran");
+}

@@ -162,8 +162,8 @@ pub enum CkptAction {
         #[arg(long)]
         step: Option<u64>,
     },
-    /// Delete every checkpoint (the output's parts stay; a rerun then
-    /// starts over and rewrites them).
+    /// Delete every checkpoint (the output's parts stay readable; a rerun
+    /// then needs --fresh, which discards them and starts over).
     Clear {
         /// A job's output or a checkpoint root.
         #[arg(value_name = "URL")]

@@ -227,6 +227,9 @@ fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result
         Err(e @ (Error::Input { .. } | Error::InvalidConfig(_))) => Err(Failure::usage(anyhow!(
             "{e}; everything before it was saved to {output}: fix the input and run the same command again to resume"
         ))),
+        Err(e @ Error::Save(raygent_core::SaveError::Config(_))) => Err(Failure::usage(anyhow!(
+            "{e}; add --fresh to discard what is in {output} and start over, or choose another --output"
+        ))),
         Err(e) => Err(Failure::failed(anyhow!(
             "{e}; what was committed is kept in {output}: run the same command again to resume"
         ))),

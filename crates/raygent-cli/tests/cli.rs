@@ -1075,9 +1075,16 @@ fn status_and_ckpt_on_a_complete_job() {
     assert_eq!(st["state"], "not checkpointed");
     assert_eq!(st["results_committed"], 40);
     assert_eq!(cat(o, &[]), squares(40));
-    // ...and a rerun starts over, rewriting them.
-    let starts = std::fs::read_to_string(&log).unwrap().lines().count();
+    // ...a rerun refuses to replace results no checkpoint accounts for...
     run(&args)
+        .expect_code(2)
+        .stderr_has(&["already holds", "--fresh"]);
+    assert_eq!(cat(o, &[]), squares(40));
+    // ...and with --fresh it starts over, rewriting them.
+    let starts = std::fs::read_to_string(&log).unwrap().lines().count();
+    let mut fresh = args.to_vec();
+    fresh.insert(1, "--fresh");
+    run(&fresh)
         .expect_code(0)
         .stderr_has(&["40 items in 10 chunks (0 resumed)"]);
     assert!(std::fs::read_to_string(&log).unwrap().lines().count() > starts);

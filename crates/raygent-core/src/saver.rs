@@ -51,6 +51,14 @@ pub trait Saver<T>: Send + 'static {
         Ok(())
     }
 
+    /// Called once, before any `save`, when a checkpointed job starts with
+    /// no checkpoint: fail if the destination already holds results (those
+    /// of another job, or of a run whose checkpoint was deleted), so that
+    /// they are never replaced silently. Defaults to doing nothing.
+    fn check_empty(&mut self) -> Result<(), SaveError> {
+        Ok(())
+    }
+
     /// A short description recorded in checkpoints (format and location), so
     /// a resume with a different output is refused. Defaults to empty.
     fn describe(&self) -> String {

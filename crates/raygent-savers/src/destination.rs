@@ -287,7 +287,10 @@ impl Location {
     /// The directory on local disk, for a local location.
     pub fn local_dir(&self) -> Option<std::path::PathBuf> {
         match self.kind {
-            Kind::Local => self.url.strip_prefix("file://").map(std::path::PathBuf::from),
+            Kind::Local => self
+                .url
+                .strip_prefix("file://")
+                .map(std::path::PathBuf::from),
             _ => None,
         }
     }

@@ -584,6 +584,10 @@ impl std::io::Write for PartSink<'_> {
 }
 
 impl<T: Serialize + Send + 'static> Saver<T> for DatasetSaver {
+    fn check_empty(&mut self) -> Result<(), SaveError> {
+        self.start().map_err(SaveError::from)
+    }
+
     fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError> {
         self.save_batch(batch).map(|_| ()).map_err(SaveError::from)
     }
