@@ -174,6 +174,7 @@ fn serve<T: Task, F: Fn() -> T>(make: &F) -> io::Result<()> {
 /// ```
 pub struct RustWorker<T: Task> {
     name: String,
+    version: String,
     program: Option<OsString>,
     args: Vec<OsString>,
     options: Options,
@@ -185,6 +186,7 @@ impl<T: Task> Clone for RustWorker<T> {
     fn clone(&self) -> Self {
         RustWorker {
             name: self.name.clone(),
+            version: self.version.clone(),
             program: self.program.clone(),
             args: self.args.clone(),
             options: self.options.clone(),
@@ -210,6 +212,7 @@ impl<T: Task> RustWorker<T> {
     pub fn new(name: impl Into<String>) -> Self {
         RustWorker {
             name: name.into(),
+            version: "1".to_owned(),
             program: None,
             args: Vec::new(),
             options: Options::default(),
@@ -222,6 +225,14 @@ impl<T: Task> RustWorker<T> {
     /// [`serve_worker_if_requested`] with the same name).
     pub fn program(mut self, program: impl Into<OsString>) -> Self {
         self.program = Some(program.into());
+        self
+    }
+
+    /// The task's version, recorded in checkpoints like
+    /// [`Task::version`] (the parent cannot ask the task in the child):
+    /// bump it when the task's results change (default `"1"`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
         self
     }
 
@@ -427,5 +438,9 @@ impl<T: Task> Task for ProcessTask<T> {
 
     fn name(&self) -> Cow<'static, str> {
         Cow::Owned(self.config.name.clone())
+    }
+
+    fn version(&self) -> Cow<'static, str> {
+        Cow::Owned(self.config.version.clone())
     }
 }
