@@ -1,0 +1,414 @@
+//! Checkpoint benchmark: prints figures, asserts nothing.
+//!
+//! ```text
+//! cargo run --release -p raygent-actors --example bench_ckpt
+//! RAYGENT_BENCH_ITEMS=200000 RAYGENT_BENCH_RESUME_CHUNKS=100000 \
+//!     cargo run --release -p raygent-actors --example bench_ckpt
+//! ```
+//!
+//! 1. Checkpoint overhead: jobs whose results are saved as CBOR parts by a
+//!    `DatasetSaver` to a local temporary directory (fsynced), with and
+//!    without step checkpoints (`StepProgressStore`, keep 3) next to the
+//!    output; same chunk size and save interval; runs alternate between the
+//!    two variants; medians. Three jobs: the runtime benchmark's trivial
+//!    task (square a u64) saving every `SAVE_INTERVAL` results and every
+//!    10 × `SAVE_INTERVAL` results, and its CPU-bound task (~100 µs per
+//!    item, chunk 10) saving every `SAVE_INTERVAL / 10` results. Also the
+//!    time of one checkpoint write alone.
+//! 2. Resume: a job of `RAYGENT_BENCH_RESUME_CHUNKS` chunks of one u64
+//!    (default 1,000,000) with a saver and checkpoints is stopped (a
+//!    `StopHandle` the task sets when it sees the item at 90%); the job
+//!    commits what is complete and returns `Error::Interrupted`. The rerun's
+//!    time from calling `submit_tasks` to the first new chunk being run, the
+//!    rerun's total time, and a from-scratch run's total time and time to
+//!    reach the same chunk.
+//!
+//! Settings (environment): `RAYGENT_BENCH_ITEMS` items of part 1 (default
+//! 5,000,000), `RAYGENT_BENCH_CHUNK` its chunk size (default 100),
+//! `RAYGENT_BENCH_SAVE_INTERVAL` results per part (`SAVE_INTERVAL`, default
+//! 10,000), `RAYGENT_BENCH_CPU_ITEMS` items of the CPU-bound job (default
+//! 30,000), `RAYGENT_BENCH_RUNS` runs of each variant in part 1 (default 5),
+//! `RAYGENT_BENCH_RESUME_CHUNKS` chunks of part 2 (default 1,000,000),
+//! `RAYGENT_BENCH_DIR` where the temporary directories go (default: the
+//! system's).
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use raygent_actors::{
+    JobConfig, JobState, ProgressStore, ResumeConfig, StepProgressStore, SubmitOptions, TaskManager,
+};
+use raygent_ckpt::StepCheckpointer;
+use raygent_core::{Discard, Error, Fingerprint, StopHandle, task_fn};
+use raygent_savers::{DatasetSaver, Location, SaverOptions};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn tempdir() -> tempfile::TempDir {
+    match std::env::var("RAYGENT_BENCH_DIR") {
+        Ok(dir) => tempfile::tempdir_in(dir).unwrap(),
+        Err(_) => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn saver(dir: &Path) -> DatasetSaver {
+    DatasetSaver::new(
+        Location::parse(dir.to_str().unwrap()).unwrap(),
+        SaverOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Step checkpoints under `<dir>/_checkpoints`, keep 3, as the CLI does.
+fn checkpoint(dir: &Path) -> ResumeConfig {
+    let loc = Location::parse(dir.to_str().unwrap()).unwrap();
+    let steps = StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
+        .unwrap()
+        .with_keep(3);
+    ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
+}
+
+fn burn(x: u64, iters: u64) -> u64 {
+    let mut a = x;
+    for i in 0..iters {
+        a = a.wrapping_mul(6364136223846793005).wrapping_add(i) ^ (a >> 17);
+    }
+    a
+}
+
+/// Iterations of [`burn`] that take about `target`.
+fn calibrate(target: Duration) -> u64 {
+    let mut iters = 1_000u64;
+    loop {
+        let t = Instant::now();
+        for x in 0..10 {
+            black_box(burn(black_box(x), iters));
+        }
+        let per = t.elapsed() / 10;
+        if per > Duration::from_micros(20) {
+            return (iters as f64 * target.as_secs_f64() / per.as_secs_f64()) as u64;
+        }
+        iters *= 2;
+    }
+}
+
+/// One configuration of part 1.
+struct Overhead {
+    label: String,
+    items: u64,
+    chunk: usize,
+    interval: usize,
+    /// Iterations of `burn` per item; 0 squares the item.
+    iters: u64,
+}
+
+impl Overhead {
+    /// One run; returns its wall time.
+    fn run(&self, ckpt: bool) -> Duration {
+        let tmp = tempdir();
+        let out = tmp.path().join("out");
+        let iters = self.iters;
+        let mut m = TaskManager::with_handler(
+            move || {
+                task_fn("work", move |x: &u64| {
+                    Ok(if iters == 0 {
+                        x.wrapping_mul(*x)
+                    } else {
+                        burn(*x, iters)
+                    })
+                })
+            },
+            Discard,
+        );
+        let mut opts = SubmitOptions::new()
+            .with_chunk_size(self.chunk)
+            .with_save_interval(self.interval)
+            .with_saver(saver(&out));
+        if ckpt {
+            opts = opts.with_checkpoint(checkpoint(&out));
+        }
+        let t = Instant::now();
+        m.submit_tasks(0..self.items, opts).unwrap();
+        t.elapsed()
+    }
+}
+
+/// Median time of one checkpoint write alone (a job state as the runtime
+/// writes it, keep 3), over `n` consecutive steps.
+fn checkpoint_write_time(n: u64) -> Duration {
+    let tmp = tempdir();
+    let loc = Location::parse(tmp.path().to_str().unwrap()).unwrap();
+    let store = StepProgressStore::new(
+        StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
+            .unwrap()
+            .with_keep(3),
+    );
+    let state = |step: u64| JobState {
+        config: JobConfig {
+            chunk_size: 100,
+            save_interval: 10_000,
+            at_once: false,
+            task_name: "square".into(),
+            task_version: "0".into(),
+            saver: "cbor parts at file:///tmp/out".into(),
+            extra: String::new(),
+        },
+        next_chunk: step,
+        next_item: step * 100,
+        results: step * 100,
+        input_fingerprint: "0123456789abcdef".into(),
+        parts: step / 100,
+        last_chunks: step.saturating_sub(100)..step,
+        failed: Vec::new(),
+        written_at: 0,
+        complete: false,
+    };
+    median(
+        (1..=n)
+            .map(|i| {
+                let s = state(i * 100);
+                let t = Instant::now();
+                store.save(i * 100, &s).unwrap();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// A job of part 2: every chunk is one u64; the task squares it, notes when
+/// it first ran and when it saw `mark`, and stops the job at `stop_at`.
+struct Probe {
+    first: Arc<OnceLock<Instant>>,
+    mark_seen: Arc<OnceLock<Instant>>,
+    /// When `submit_tasks` was called.
+    start: Instant,
+}
+
+fn resume_run(
+    out: &Path,
+    n: u64,
+    interval: usize,
+    mark: u64,
+    stop_at: Option<u64>,
+) -> (Result<raygent_core::JobReport, Error>, Probe, Duration) {
+    let first = Arc::new(OnceLock::new());
+    let mark_seen = Arc::new(OnceLock::new());
+    let stop = StopHandle::new();
+    let (f, s, st) = (Arc::clone(&first), Arc::clone(&mark_seen), stop.clone());
+    let mut m = TaskManager::with_handler(
+        move || {
+            let (f, s, st) = (Arc::clone(&f), Arc::clone(&s), st.clone());
+            task_fn("square", move |x: &u64| {
+                f.get_or_init(Instant::now);
+                if *x == mark {
+                    s.get_or_init(Instant::now);
+                }
+                if Some(*x) == stop_at {
+                    st.stop();
+                }
+                Ok(x.wrapping_mul(*x))
+            })
+        },
+        Discard,
+    );
+    let opts = SubmitOptions::new()
+        .with_chunk_size(1)
+        .with_save_interval(interval)
+        .with_saver(saver(out))
+        .with_stop_handle(stop)
+        .with_checkpoint(checkpoint(out));
+    let t = Instant::now();
+    let r = m.submit_tasks(0..n, opts);
+    let wall = t.elapsed();
+    (
+        r,
+        Probe {
+            first,
+            mark_seen,
+            start: t,
+        },
+        wall,
+    )
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let n = env_u64("RAYGENT_BENCH_ITEMS", 5_000_000);
+    let chunk = env_u64("RAYGENT_BENCH_CHUNK", 100) as usize;
+    let interval = env_u64("RAYGENT_BENCH_SAVE_INTERVAL", 10_000) as usize;
+    let runs = env_u64("RAYGENT_BENCH_RUNS", 5).max(1) as usize;
+    let cpu_items = env_u64("RAYGENT_BENCH_CPU_ITEMS", 30_000);
+    let resume_chunks = env_u64("RAYGENT_BENCH_RESUME_CHUNKS", 1_000_000);
+    println!("raygent checkpoint benchmark: {cores} cores");
+
+    // 1. Overhead.
+    let cpu_iters = calibrate(Duration::from_micros(100));
+    let configs = [
+        Overhead {
+            label: format!("square a u64, chunk {chunk}"),
+            items: n,
+            chunk,
+            interval,
+            iters: 0,
+        },
+        Overhead {
+            label: format!("square a u64, chunk {chunk}"),
+            items: n,
+            chunk,
+            interval: interval * 10,
+            iters: 0,
+        },
+        Overhead {
+            label: "~100 µs/item, chunk 10".into(),
+            items: cpu_items,
+            chunk: 10,
+            interval: interval / 10,
+            iters: cpu_iters,
+        },
+    ];
+    println!(
+        "\n1. checkpoint overhead: CBOR parts to a local directory (fsynced), with and without \
+         step checkpoints (keep 3) next to them; runs alternate; median of {runs} (runs in ms)"
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8}   {:<24} {:<24}",
+        "task",
+        "items",
+        "interval",
+        "parts",
+        "without ms",
+        "with ms",
+        "with/w.o",
+        "runs without",
+        "runs with"
+    );
+    let list = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for c in &configs {
+        c.run(true); // warm up (page cache, allocator)
+        let mut without = Vec::new();
+        let mut with = Vec::new();
+        for _ in 0..runs {
+            without.push(c.run(false));
+            with.push(c.run(true));
+        }
+        let (a, b) = (median(without.clone()), median(with.clone()));
+        println!(
+            "{:<26} {:>9} {:>9} {:>6} {:>10.1} {:>10.1} {:>8.3}   {:<24} {:<24}",
+            c.label,
+            c.items,
+            c.interval,
+            c.items.div_ceil(c.interval as u64),
+            ms(a),
+            ms(b),
+            b.as_secs_f64() / a.as_secs_f64(),
+            list(&without),
+            list(&with)
+        );
+    }
+    // Where the difference goes.
+    let small = Overhead {
+        label: String::new(),
+        items: 1000,
+        chunk,
+        interval,
+        iters: 0,
+    };
+    small.run(true);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(11) {
+        a.push(small.run(false));
+        b.push(small.run(true));
+    }
+    println!("breakdown:");
+    println!(
+        "  fixed cost per job (1000 items, 1 part: with minus without, medians): {:.2} ms",
+        ms(median(b)) - ms(median(a))
+    );
+    println!(
+        "  one checkpoint write alone (StepProgressStore::save, keep 3), median of 50: {:.2} ms",
+        ms(checkpoint_write_time(50))
+    );
+    let mut fp = Fingerprint::new();
+    let t = Instant::now();
+    for x in 0..n {
+        fp.update_item(&x).unwrap();
+    }
+    let fp_time = t.elapsed();
+    black_box(fp.value());
+    println!(
+        "  input fingerprint (feeder thread): {:.1} ns per u64 item, {:.1} ms for {n} items",
+        fp_time.as_secs_f64() * 1e9 / n as f64,
+        ms(fp_time)
+    );
+
+    // 2. Resume.
+    let stop_at = resume_chunks * 9 / 10;
+    println!(
+        "\n2. resume: {resume_chunks} chunks of 1 u64, save interval {interval}, CBOR + checkpoints \
+         to a local directory, stopped at item {stop_at}"
+    );
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let (r, _, first_wall) = resume_run(&out, resume_chunks, interval, u64::MAX, Some(stop_at));
+    let committed = match r {
+        Err(Error::Interrupted { committed_chunks }) => committed_chunks,
+        other => panic!("expected an interruption, got {other:?}"),
+    };
+    println!(
+        "interrupted run: {:.1} ms, {committed} chunks committed",
+        ms(first_wall)
+    );
+    let (r, probe, resumed_wall) = resume_run(&out, resume_chunks, interval, u64::MAX, None);
+    let report = r.unwrap();
+    let to_first = probe.first.get().unwrap().duration_since(probe.start);
+    println!(
+        "resumed run: skipped {} chunks, ran {}",
+        report.resumed_chunks,
+        report.chunks - report.resumed_chunks
+    );
+
+    let tmp2 = tempdir();
+    let out2 = tmp2.path().join("out");
+    let (r, probe, scratch_wall) = resume_run(&out2, resume_chunks, interval, committed, None);
+    r.unwrap();
+    let scratch_to_mark = probe.mark_seen.get().unwrap().duration_since(probe.start);
+
+    println!("{:<52} {:>10}", "measure", "ms");
+    for (label, d) in [
+        ("resume: submit_tasks to first new chunk run", to_first),
+        ("resume: whole resumed run", resumed_wall),
+        (
+            "from scratch: submit_tasks to the same chunk run",
+            scratch_to_mark,
+        ),
+        ("from scratch: whole run", scratch_wall),
+    ] {
+        println!("{:<52} {:>10.1}", label, ms(d));
+    }
+    println!(
+        "resume reaches the first new chunk {:.1}x sooner than a rerun from scratch",
+        scratch_to_mark.as_secs_f64() / to_first.as_secs_f64()
+    );
+}
