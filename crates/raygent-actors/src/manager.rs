@@ -431,19 +431,8 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         let mut task = None;
         let max_attempts = options.retry.max_attempts();
         for next in chunks {
-            if options.stop.as_ref().is_some_and(StopHandle::is_stopped) {
-                fed.interrupted = true;
+            let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
                 break;
-            }
-            let chunk = match next {
-                Ok(c) => c,
-                Err(e) => {
-                    fed.input_error = Some(Error::Input {
-                        item: e.item,
-                        message: e.error.to_string(),
-                    });
-                    break;
-                }
             };
             if let Some(r) = resume.as_deref_mut() {
                 r.observe_chunk(&chunk)?;
@@ -565,19 +554,8 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         // on I/O and need not be Send.
         let mut feed_error = None;
         for next in chunks {
-            if options.stop.as_ref().is_some_and(StopHandle::is_stopped) {
-                fed.interrupted = true;
+            let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
                 break;
-            }
-            let chunk = match next {
-                Ok(c) => c,
-                Err(e) => {
-                    fed.input_error = Some(Error::Input {
-                        item: e.item,
-                        message: e.error.to_string(),
-                    });
-                    break;
-                }
             };
             if !window.acquire(chunk.index, options.stop.as_ref()) {
                 fed.interrupted = !window.is_halted();
@@ -633,6 +611,29 @@ impl Fed {
             ..Fed::default()
         }
     }
+    /// The next chunk to run, or `None` when feeding must stop: the job was
+    /// interrupted, or the input yielded a bad record (kept as the error).
+    fn accept<T, E: std::fmt::Display>(
+        &mut self,
+        next: Result<raygent_core::Chunk<T>, raygent_core::InputError<E>>,
+        stop: Option<&StopHandle>,
+    ) -> Option<raygent_core::Chunk<T>> {
+        if stop.is_some_and(StopHandle::is_stopped) {
+            self.interrupted = true;
+            return None;
+        }
+        match next {
+            Ok(chunk) => Some(chunk),
+            Err(e) => {
+                self.input_error = Some(Error::Input {
+                    item: e.item,
+                    message: e.error.to_string(),
+                });
+                None
+            }
+        }
+    }
+
     fn push<T>(&mut self, chunk: &raygent_core::Chunk<T>) {
         self.items += chunk.items.len() as u64;
         self.chunks += 1;
