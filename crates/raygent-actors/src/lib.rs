@@ -35,8 +35,8 @@ pub use crate::manager::{
 };
 pub use crate::progress::Progress;
 pub use crate::resume::{
-    JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, StepProgressStore,
-    latest_job_state,
+    DEFAULT_CHECKPOINT_INTERVAL, JobConfig, JobState, MemoryProgressStore, ProgressStore,
+    ResumeConfig, StepProgressStore, latest_job_state,
 };
 pub use crate::sink::Commit;
 pub use crate::worker::{

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raygent_core::{
     Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, Saver, Task, TaskFactory,
@@ -93,7 +93,11 @@ pub struct ResumeConfig {
     store: Arc<dyn ProgressStore>,
     fresh: bool,
     extra: String,
+    min_interval: Duration,
 }
+
+/// The default shortest time between two checkpoint writes.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 impl std::fmt::Debug for ResumeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +116,17 @@ impl ResumeConfig {
             store,
             fresh: false,
             extra: String::new(),
+            min_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
+    }
+    /// The shortest time between two checkpoint writes (default 200 ms):
+    /// commits that come faster are coalesced into the next write. Any
+    /// value is safe (parts past the checkpoint are redone on resume); a
+    /// longer one costs less I/O and redoes more work after a crash. The
+    /// last commit of a job, or of an interrupted job, is written at once.
+    pub fn with_min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
     }
     /// Discards any existing checkpoint and output and starts from chunk 0.
     pub fn with_fresh(mut self, fresh: bool) -> Self {
@@ -159,7 +173,7 @@ struct CheckpointActor {
 }
 
 impl CheckpointActor {
-    fn start(store: Arc<dyn ProgressStore>) -> Result<Self, Error> {
+    fn start(store: Arc<dyn ProgressStore>, min_interval: Duration) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel::<CkptMsg>();
         let error = Arc::new(Mutex::new(None));
         let err = Arc::clone(&error);
@@ -167,14 +181,32 @@ impl CheckpointActor {
             .name("raygent-ckpt".into())
             .spawn(move || {
                 let mut stop = false;
+                let mut last_write: Option<Instant> = None;
                 while !stop {
                     let Ok(first) = rx.recv() else { break };
                     // Coalesce: only the newest queued state is written.
                     let mut newest = None;
-                    for msg in std::iter::once(first).chain(rx.try_iter()) {
-                        match msg {
-                            CkptMsg::Save(s) => newest = Some(s),
-                            CkptMsg::Stop => stop = true,
+                    let mut absorb = |msg, stop: &mut bool| match msg {
+                        CkptMsg::Save(s) => newest = Some(s),
+                        CkptMsg::Stop => *stop = true,
+                    };
+                    absorb(first, &mut stop);
+                    for msg in rx.try_iter() {
+                        absorb(msg, &mut stop);
+                    }
+                    // Rate limit: within `min_interval` of the last write,
+                    // keep collecting (a stop or the end is written at once).
+                    if let Some(deadline) = last_write.map(|t| t + min_interval) {
+                        while !stop {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            match rx.recv_timeout(left) {
+                                Ok(msg) => absorb(msg, &mut stop),
+                                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+                            }
                         }
                     }
                     if let Some(state) = newest {
@@ -186,6 +218,7 @@ impl CheckpointActor {
                             slot.get_or_insert(e);
                             break;
                         }
+                        last_write = Some(Instant::now());
                     }
                 }
             })
@@ -333,7 +366,7 @@ impl Resumer {
             expected_fingerprint = Some(state.input_fingerprint.clone());
             found_state = true;
         }
-        let actor = CheckpointActor::start(Arc::clone(&store))?;
+        let actor = CheckpointActor::start(Arc::clone(&store), cfg.min_interval)?;
         Ok(Resumer {
             store,
             config,

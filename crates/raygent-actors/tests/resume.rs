@@ -158,3 +158,28 @@ fn a_job_without_checkpoint_never_replaces_an_existing_dataset() {
     let back: Vec<u64> = reader.iter::<u64>().map(Result::unwrap).collect();
     assert_eq!(back, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
+
+#[test]
+fn checkpoint_writes_are_coalesced_to_the_minimum_interval() {
+    let store = MemoryProgressStore::new();
+    let saver = MemorySaver::new();
+    let mut m =
+        TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard).with_n_cores(2);
+    m.submit_tasks(
+        0..10_000u64,
+        SubmitOptions::new()
+            .with_chunk_size(10)
+            .with_save_interval(10)
+            .with_saver(saver.clone())
+            .with_checkpoint(
+                ResumeConfig::new(Arc::new(store.clone()))
+                    .with_min_interval(std::time::Duration::from_secs(3600)),
+            ),
+    )
+    .unwrap();
+    assert_eq!(saver.batches().len(), 1000);
+    // Step 0, the first commit, then nothing until the end of the job.
+    let steps = store.steps();
+    assert!(steps.len() <= 3, "{steps:?}");
+    assert_eq!(steps.last(), Some(&1000));
+}

@@ -102,6 +102,11 @@ pub struct RunArgs {
     /// Results per saved part.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub save_interval: usize,
+    /// Shortest time between two checkpoint writes, like `200ms` or `5s`
+    /// (commits in between are coalesced; a crash redoes at most that much
+    /// saved work).
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
     /// Discard an earlier run's checkpoint and output and start over.
     #[arg(long)]
     pub fresh: bool,

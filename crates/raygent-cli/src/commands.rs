@@ -116,6 +116,7 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         .with_checkpoint(
             ResumeConfig::new(progress_store)
                 .with_fresh(args.fresh)
+                .with_min_interval(args.checkpoint_interval)
                 .with_identity(identity),
         );
     let n_cores = match (args.workers, args.cores) {

@@ -25,8 +25,28 @@ const WIDE: &[&str] = &[
 ];
 /// Chunks of 10, a part every 100 results, two workers.
 const ARGS: &[&str] = &["-c", "10", "--save-interval", "100", "-j", "2"];
+/// The same, with a checkpoint after every part (to reach the N-th one).
+const EVERY_PART: &[&str] = &[
+    "-c",
+    "10",
+    "--save-interval",
+    "100",
+    "-j",
+    "2",
+    "--checkpoint-interval",
+    "0s",
+];
 /// Chunks of 100; the first part holds 5000 wide results (~10 MB): multipart.
-const WIDE_ARGS: &[&str] = &["-c", "100", "--save-interval", "5000", "-j", "2"];
+const WIDE_ARGS: &[&str] = &[
+    "-c",
+    "100",
+    "--save-interval",
+    "5000",
+    "-j",
+    "2",
+    "--checkpoint-interval",
+    "0s",
+];
 
 struct Job {
     input: PathBuf,
@@ -319,7 +339,7 @@ fn sigkill_inside_writes_on_local_disk() {
         .enumerate()
     {
         let dir = tmp.path().join(format!("fp{i}"));
-        kill_at(&Job::local(&dir, &input, SQUARE, ARGS), fp, &expected);
+        kill_at(&Job::local(&dir, &input, SQUARE, EVERY_PART), fp, &expected);
         assert_no_stray_parts(&dir);
     }
     let input = write_input(tmp.path(), "wide.txt", 6000);
@@ -344,7 +364,7 @@ fn sigkill_inside_writes_on_s3() {
     reference.run();
     let expected = reference.cat();
     for fp in ["part-before-record:3", "checkpoint-before-commit:3"] {
-        let job = Job::s3(s3, &s3.new_bucket("fp"), &input, SQUARE, ARGS);
+        let job = Job::s3(s3, &s3.new_bucket("fp"), &input, SQUARE, EVERY_PART);
         kill_at(&job, fp, &expected);
     }
     let input = write_input(tmp.path(), "wide.txt", 6000);
