@@ -128,8 +128,17 @@ impl S3Server {
 /// # Panics
 /// If moto cannot start.
 pub fn private_s3_server() -> S3Server {
+    private_s3_server_with_env(&[])
+}
+
+/// Starts a private moto server with extra environment variables, e.g.
+/// `INITIAL_NO_AUTH_ACTION_COUNT=0`, which makes moto check credentials.
+///
+/// # Panics
+/// If moto cannot start.
+pub fn private_s3_server_with_env(env: &[(&str, &str)]) -> S3Server {
     let port = free_port().unwrap_or_else(|e| panic!("{e}"));
-    let child = spawn_moto(port).unwrap_or_else(|e| panic!("{e}"));
+    let child = spawn_moto_with(port, env).unwrap_or_else(|e| panic!("{e}"));
     S3Server {
         endpoint: format!("http://127.0.0.1:{port}"),
         child: Mutex::new(Some(child)),
@@ -151,9 +160,14 @@ pub fn free_port() -> Result<u16, String> {
 }
 
 fn spawn_moto(port: u16) -> Result<Child, String> {
+    spawn_moto_with(port, &[])
+}
+
+fn spawn_moto_with(port: u16, env: &[(&str, &str)]) -> Result<Child, String> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("moto_server");
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

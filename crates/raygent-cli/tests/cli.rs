@@ -775,6 +775,24 @@ fn bad_usage_and_bad_input_exit_2_naming_the_culprit() {
         o.stderr
     );
 
+    // Wrong credentials: a private moto that checks them.
+    let strict =
+        raygent_tests::private_s3_server_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let mut env = strict.env();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ACCESS_KEY_ID" || *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-a-real-key".into();
+        }
+    }
+    run_env(&base(&["-o", "s3://some-bucket/p"], &["cat"]), &env)
+        .expect_code(2)
+        .stderr_has(&[
+            "s3://some-bucket/p",
+            "credentials were refused",
+            "AWS_ACCESS_KEY_ID",
+        ]);
+    drop(strict);
+
     // Inspecting something that is not a job.
     let empty = tempfile::tempdir().unwrap();
     run(&["status", path_str(empty.path())])
