@@ -333,31 +333,24 @@ impl ser::SerializeMap for &mut Fingerprint {
     }
 }
 
-impl ser::SerializeStruct for &mut Fingerprint {
-    type Ok = ();
-    type Error = FingerprintError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.bytes(T_STR, key.as_bytes());
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.mix(T_END);
-        Ok(())
-    }
+macro_rules! fields {
+    ($($tr:ident),*) => {$(
+        impl ser::$tr for &mut Fingerprint {
+            type Ok = ();
+            type Error = FingerprintError;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
+                self.bytes(T_STR, key.as_bytes());
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> R {
+                self.mix(T_END);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut Fingerprint {
-    type Ok = ();
-    type Error = FingerprintError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.bytes(T_STR, key.as_bytes());
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.mix(T_END);
-        Ok(())
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
