@@ -160,6 +160,34 @@ pub enum Error {
         reason: String,
     },
 
+    /// An HDF5 call failed (feature `hdf5`): opening or creating the file,
+    /// creating, resizing, writing or reading the dataset.
+    #[error("{op} dataset {dataset:?} in HDF5 file {} failed: {source}", path.display())]
+    Hdf5 {
+        /// The HDF5 file.
+        path: PathBuf,
+        /// The dataset's name in the file.
+        dataset: String,
+        /// What was being done, e.g. "opening", "appending to", "reading".
+        op: &'static str,
+        /// The HDF5 library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// An HDF5 dataset does not fit the saver (feature `hdf5`): another type
+    /// or shape, records that contradict a resume point, a batch whose results
+    /// cannot be placed at their item indices.
+    #[error("dataset {dataset:?} in HDF5 file {}: {reason}", path.display())]
+    Hdf5Dataset {
+        /// The HDF5 file.
+        path: PathBuf,
+        /// The dataset's name in the file.
+        dataset: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The internal async runtime could not be started.
     #[error("cannot start the saver's I/O runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -215,6 +243,14 @@ impl From<Error> for SaveError {
                 ref url, ref part, ..
             } => SaveError::Encode {
                 location: format!("{}/{part}", url.trim_end_matches('/')),
+                source: Box::new(e),
+            },
+            Error::Hdf5 {
+                ref path,
+                ref dataset,
+                ..
+            } => SaveError::Write {
+                location: format!("{}#{dataset}", path.display()),
                 source: Box::new(e),
             },
             e @ (Error::InvalidUrl { .. }

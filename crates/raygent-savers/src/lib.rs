@@ -40,6 +40,8 @@
 mod destination;
 mod error;
 mod format;
+#[cfg(feature = "hdf5")]
+mod hdf5;
 #[cfg(feature = "integration")]
 pub mod integration;
 mod manifest;
@@ -49,6 +51,8 @@ mod saver;
 pub use crate::destination::{Location, S3Options};
 pub use crate::error::Error;
 pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, PartParams};
+#[cfg(feature = "hdf5")]
+pub use crate::hdf5::{CHUNK_ENDS_SUFFIX, H5Type, Hdf5Mode, Hdf5Options, Hdf5Saver, read_hdf5};
 pub use crate::manifest::{COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo};
 pub use crate::reader::{DatasetReader, PartResults, Results};
 pub use crate::saver::{DatasetSaver, MIN_MULTIPART_PIECE, SaverOptions, SaverStats};
