@@ -49,7 +49,7 @@ fn work_is_spread_unevenly_yet_ordered() {
     // Chunks take very different times, so they finish out of order.
     let mut m = TaskManager::new(|| {
         task_fn("uneven", |x: &u64| {
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 let mut a = *x;
                 for i in 0..20_000u64 {
                     a = a.wrapping_mul(31).wrapping_add(i);

@@ -601,7 +601,7 @@ impl StepCheckpointer {
                 "the checkpoint interval must be at least 1".into(),
             ));
         }
-        if step % interval != 0 {
+        if !step.is_multiple_of(interval) {
             return Ok(None);
         }
         self.save(step, object, opts).map(Some)

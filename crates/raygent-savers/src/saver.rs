@@ -555,10 +555,10 @@ impl PartSink<'_> {
     }
 
     fn abort(mut self) {
-        if let Some(w) = self.upload.take() {
-            if let Err(e) = self.rt.block_on(w.abort()) {
-                tracing::warn!(path = %self.path, %e, "aborting a failed multipart upload failed");
-            }
+        if let Some(w) = self.upload.take()
+            && let Err(e) = self.rt.block_on(w.abort())
+        {
+            tracing::warn!(path = %self.path, %e, "aborting a failed multipart upload failed");
         }
     }
 }
@@ -568,12 +568,13 @@ impl std::io::Write for PartSink<'_> {
         self.buf.extend_from_slice(data);
         self.crc.update(data);
         self.total += data.len() as u64;
-        if self.buf.len() >= self.piece && (self.upload.is_some() || self.total > self.threshold) {
-            if let Err(e) = self.send_piece() {
-                let msg = e.to_string();
-                self.error = Some(e);
-                return Err(std::io::Error::other(msg));
-            }
+        if self.buf.len() >= self.piece
+            && (self.upload.is_some() || self.total > self.threshold)
+            && let Err(e) = self.send_piece()
+        {
+            let msg = e.to_string();
+            self.error = Some(e);
+            return Err(std::io::Error::other(msg));
         }
         Ok(data.len())
     }

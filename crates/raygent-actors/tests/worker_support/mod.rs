@@ -47,10 +47,10 @@ pub fn run_chunks<T: Task + HasPid>(
             match task.process_items(chunk) {
                 Ok(v) => {
                     assert_eq!(v.len(), chunk.len(), "one output per input");
-                    if let Some(pid) = task.pid() {
-                        if !pids.contains(&pid) {
-                            pids.push(pid);
-                        }
+                    if let Some(pid) = task.pid()
+                        && !pids.contains(&pid)
+                    {
+                        pids.push(pid);
                     }
                     out.extend(v);
                     last = None;
@@ -61,10 +61,10 @@ pub fn run_chunks<T: Task + HasPid>(
                         .downcast_ref::<WorkerError>()
                         .unwrap_or_else(|| panic!("not a WorkerError: {e}"))
                         .clone();
-                    if let Some(pid) = we.pid() {
-                        if !pids.contains(&pid) {
-                            pids.push(pid);
-                        }
+                    if let Some(pid) = we.pid()
+                        && !pids.contains(&pid)
+                    {
+                        pids.push(pid);
                     }
                     errors.push(we);
                     last = Some(e);
