@@ -152,7 +152,6 @@ pub(crate) struct SupervisorConfig {
     pub(crate) at_once: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) failure_policy: FailurePolicy,
-    pub(crate) first_chunk: u64,
 }
 
 /// Owns the pool, retries failed attempts, and tells the reorder actor
@@ -355,7 +354,6 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Handler<ChunkDone<In<F>, Out<F>>>
                 }
             }
         }
-        let _ = self.cfg.first_chunk;
     }
 }
 

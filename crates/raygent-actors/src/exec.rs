@@ -21,7 +21,9 @@ impl Failure {
     /// A short, stable label counted in the job report.
     pub(crate) fn class(&self) -> &'static str {
         match self {
-            Failure::Error(e) => crate::worker_failure_class(e.as_ref()).unwrap_or("error"),
+            Failure::Error(e) => {
+                crate::worker::WorkerError::class_of(e.as_ref()).unwrap_or("error")
+            }
             Failure::Panic(_) => "panic",
             Failure::Contract(_) => "contract",
             Failure::Cancelled => "cancelled",

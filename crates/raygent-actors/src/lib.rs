@@ -36,20 +36,13 @@ pub use crate::manager::{
 pub use crate::progress::Progress;
 pub use crate::resume::{
     DEFAULT_CHECKPOINT_INTERVAL, JobConfig, JobState, MemoryProgressStore, ProgressStore,
-    ResumeConfig, StepProgressStore, latest_job_state,
+    ResumeConfig, StepProgressStore,
 };
 pub use crate::sink::Commit;
 pub use crate::worker::{
     LineTask, ProcessTask, RustWorker, WORKER_ID_ENV, WORKER_TASK_ENV, WorkerCommand, WorkerError,
     WorkerErrorKind, serve_worker_if_requested,
 };
-
-/// The failure class of a task error raised by a process worker, if it is one.
-pub(crate) fn worker_failure_class(
-    e: &(dyn std::error::Error + Send + Sync + 'static),
-) -> Option<&'static str> {
-    worker::WorkerError::class_of(e)
-}
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]

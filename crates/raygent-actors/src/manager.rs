@@ -326,12 +326,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         // Resume: find where an earlier run stopped, check it is the same
         // job, and prepare the saver.
         let mut resume = match options.resume.take() {
-            Some(cfg) => Some(crate::resume::Resumer::open(
-                cfg,
-                &*self.factory,
-                &options,
-                workers,
-            )?),
+            Some(cfg) => Some(crate::resume::Resumer::open(cfg, &*self.factory, &options)?),
             None => None,
         };
         let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
@@ -515,7 +510,6 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             at_once: options.at_once,
             retry: options.retry.clone(),
             failure_policy: options.failure_policy,
-            first_chunk,
         };
         let factory = Arc::clone(&self.factory);
         let w = Arc::clone(&window);

@@ -319,7 +319,6 @@ impl Resumer {
         cfg: ResumeConfig,
         factory: &F,
         options: &SubmitOptions<O>,
-        _workers: usize,
     ) -> Result<Self, Error> {
         let Some(saver) = options.saver_ref() else {
             return Err(Error::InvalidConfig(
@@ -579,11 +578,6 @@ impl Resumer {
             .as_ref()
             .map_or(self.start.next_chunk, |s| s.next_chunk)
     }
-}
-
-/// Reads the newest job state of a store (for status commands).
-pub fn latest_job_state(store: &dyn ProgressStore) -> Result<Option<JobState>, Error> {
-    store.load_latest()
 }
 
 /// A [`ProgressStore`] in memory, for tests: clones share the same steps.
