@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use raygent_actors::worker::{WorkerCommand, WorkerErrorKind};
 use raygent_core::Task;
-use worker_support::{assert_errors, assert_no_workers_left, chunks_of, run_chunks};
+use worker_support::{
+    assert_errors, assert_no_workers_left, assert_permanent_failure, chunks_of, run_chunks,
+};
 
 /// A Python worker that squares numbers, and on item `FAULT_ITEM` does
 /// `FAULT` (once if `FAULT_MARKER` names a file that does not exist yet,
@@ -116,20 +118,7 @@ fn fault_always(
     let mut task = cmd.task();
     let run = run_chunks(&mut task, &string_chunks(20, 4), 3);
     drop(task);
-    let (index, err) = match run.result {
-        Ok(_) => panic!("{fault}: expected a permanent failure"),
-        Err(e) => e,
-    };
-    assert_eq!(index, 1, "{fault}: the chunk holding item 7");
-    assert_eq!(run.errors.len(), 3, "{fault}: three attempts");
-    assert_errors(&run.errors, fault, &kind);
-    let text = err.to_string();
-    assert!(text.contains(needle), "{fault}: {needle:?} not in {text}");
-    assert!(
-        text.contains("last stderr lines") && text.contains("fault ") && text.contains("on item 7"),
-        "{fault}: stderr tail missing in {text}"
-    );
-    assert_no_workers_left(&run.pids);
+    assert_permanent_failure(run, fault, kind, needle, &["fault ", "on item 7"]);
 }
 
 fn no_change(c: WorkerCommand) -> WorkerCommand {

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use raygent_actors::worker::{RustWorker, WorkerErrorKind, serve_worker_if_requested};
 use raygent_core::{Task, TaskError};
-use worker_support::{assert_errors, assert_no_workers_left, chunks_of, run_chunks, wait_exited};
+use worker_support::{
+    assert_errors, assert_no_workers_left, assert_permanent_failure, chunks_of, run_chunks,
+    wait_exited,
+};
 
 struct Square;
 impl Task for Square {
@@ -152,20 +155,13 @@ fn fault_always(
     let mut task = adjust(faulty(fault, None)).task();
     let run = run_chunks(&mut task, &chunks_of(20, 4), 3);
     drop(task);
-    let (index, err) = match run.result {
-        Ok(_) => panic!("{fault}: expected a permanent failure"),
-        Err(e) => e,
-    };
-    assert_eq!(index, 1, "{fault}: the chunk holding item 7");
-    assert_eq!(run.errors.len(), 3, "{fault}: three attempts");
-    assert_errors(&run.errors, fault, &kind);
-    let text = err.to_string();
-    assert!(text.contains(needle), "{fault}: {needle:?} not in {text}");
-    assert!(
-        text.contains("last stderr lines") && text.contains(&format!("fault {fault} on item 7")),
-        "{fault}: stderr tail missing in {text}"
+    assert_permanent_failure(
+        run,
+        fault,
+        kind,
+        needle,
+        &[&format!("fault {fault} on item 7")],
     );
-    assert_no_workers_left(&run.pids);
 }
 
 fn same(w: RustWorker<Faulty>) -> RustWorker<Faulty> {

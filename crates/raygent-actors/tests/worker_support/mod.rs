@@ -188,3 +188,31 @@ pub fn chunks_of(n: u64, size: usize) -> Vec<Vec<u64>> {
         .map(<[u64]>::to_vec)
         .collect()
 }
+
+/// Checks a run whose fault happened on every attempt: a permanent failure
+/// of chunk 1 (the chunk holding item 7) after three attempts, every error of
+/// the expected kind, the final error saying `needle` and carrying the
+/// worker's last stderr lines (which must contain each of `stderr`), and no
+/// worker left behind.
+pub fn assert_permanent_failure<O>(
+    run: Run<O>,
+    fault: &str,
+    kind: impl Fn(&WorkerErrorKind) -> bool,
+    needle: &str,
+    stderr: &[&str],
+) {
+    let (index, err) = match run.result {
+        Ok(_) => panic!("{fault}: expected a permanent failure"),
+        Err(e) => e,
+    };
+    assert_eq!(index, 1, "{fault}: the chunk holding item 7");
+    assert_eq!(run.errors.len(), 3, "{fault}: three attempts");
+    assert_errors(&run.errors, fault, &kind);
+    let text = err.to_string();
+    assert!(text.contains(needle), "{fault}: {needle:?} not in {text}");
+    assert!(
+        text.contains("last stderr lines") && stderr.iter().all(|s| text.contains(s)),
+        "{fault}: stderr tail missing in {text}"
+    );
+    assert_no_workers_left(&run.pids);
+}
