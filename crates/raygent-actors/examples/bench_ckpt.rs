@@ -33,11 +33,15 @@
 //! system's).
 #![allow(clippy::unwrap_used)]
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bench_support::{burn, calibrate, median};
 use raygent_actors::{
     JobConfig, JobState, ProgressStore, ResumeConfig, StepProgressStore, SubmitOptions, TaskManager,
 };
@@ -50,11 +54,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -83,30 +82,6 @@ fn checkpoint(dir: &Path) -> ResumeConfig {
         .unwrap()
         .with_keep(3);
     ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
-}
-
-fn burn(x: u64, iters: u64) -> u64 {
-    let mut a = x;
-    for i in 0..iters {
-        a = a.wrapping_mul(6364136223846793005).wrapping_add(i) ^ (a >> 17);
-    }
-    a
-}
-
-/// Iterations of [`burn`] that take about `target`.
-fn calibrate(target: Duration) -> u64 {
-    let mut iters = 1_000u64;
-    loop {
-        let t = Instant::now();
-        for x in 0..10 {
-            black_box(burn(black_box(x), iters));
-        }
-        let per = t.elapsed() / 10;
-        if per > Duration::from_micros(20) {
-            return (iters as f64 * target.as_secs_f64() / per.as_secs_f64()) as u64;
-        }
-        iters *= 2;
-    }
 }
 
 /// One configuration of part 1.

@@ -11,40 +11,16 @@
 //!    rayon's `par_iter` and against a sequential loop.
 #![allow(clippy::unwrap_used)]
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bench_support::{burn, calibrate, median};
 use raygent_actors::{SubmitOptions, TaskManager};
 use raygent_core::{Discard, Fold, task_fn};
 use rayon::prelude::*;
-
-fn burn(x: u64, iters: u64) -> u64 {
-    let mut a = x;
-    for i in 0..iters {
-        a = a.wrapping_mul(6364136223846793005).wrapping_add(i) ^ (a >> 17);
-    }
-    a
-}
-
-fn calibrate(target: Duration) -> u64 {
-    let mut iters = 1_000u64;
-    loop {
-        let t = Instant::now();
-        for x in 0..10 {
-            black_box(burn(black_box(x), iters));
-        }
-        let per = t.elapsed() / 10;
-        if per > Duration::from_micros(20) {
-            return (iters as f64 * target.as_secs_f64() / per.as_secs_f64()) as u64;
-        }
-        iters *= 2;
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn time<F: FnMut()>(runs: usize, mut f: F) -> Duration {
     median(
