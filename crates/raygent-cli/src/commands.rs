@@ -239,7 +239,7 @@ fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result
 
 /// `raygent cat`.
 pub fn cat(args: CatArgs) -> Result<u8, Failure> {
-    let out = store::location(&args.url)?;
+    let out = store::existing(&args.url)?;
     let reader = DatasetReader::open_location(out)
         .with_context(|| format!("cannot open the results at {}", args.url))
         .map_err(Failure::usage)?;
@@ -287,7 +287,7 @@ struct Status {
 
 /// `raygent status`.
 pub fn status(args: StatusArgs) -> Result<u8, Failure> {
-    let out = store::location(&args.url)?;
+    let out = store::existing(&args.url)?;
     let state = store::job_state(&out)?;
     let reader = DatasetReader::open_location(out.clone()).ok();
     if state.is_none() && reader.as_ref().is_none_or(|r| r.parts().is_empty()) {
@@ -368,7 +368,7 @@ fn write_status(w: &mut impl Write, st: &Status) -> std::io::Result<()> {
 pub fn ckpt(args: CkptArgs) -> Result<u8, Failure> {
     match args.action {
         CkptAction::List { url } => {
-            let out = store::location(&url)?;
+            let out = store::existing(&url)?;
             let steps = store::checkpoints(&out)?;
             let list = steps
                 .list_steps()
@@ -403,7 +403,7 @@ pub fn ckpt(args: CkptArgs) -> Result<u8, Failure> {
             Ok(exit::DONE)
         }
         CkptAction::Show { url, step } => {
-            let out = store::location(&url)?;
+            let out = store::existing(&url)?;
             let steps = store::checkpoints(&out)?;
             let step = match step {
                 Some(s) => s,
@@ -431,7 +431,7 @@ pub fn ckpt(args: CkptArgs) -> Result<u8, Failure> {
             Ok(exit::DONE)
         }
         CkptAction::Clear { url } => {
-            let out = store::location(&url)?;
+            let out = store::existing(&url)?;
             let steps = store::checkpoints(&out)?;
             steps
                 .clear()

@@ -19,6 +19,14 @@ pub fn location(url: &str) -> Result<Location, Failure> {
     })
 }
 
+/// Parses the URL of an existing job (for `cat`, `status`, `ckpt`): a local
+/// directory that does not exist is reported, not created.
+pub fn existing(url: &str) -> Result<Location, Failure> {
+    Location::parse_existing(url).map_err(|e| {
+        Failure::usage(anyhow::Error::new(e).context(format!("no raygent job at {url:?}")))
+    })
+}
+
 /// The URL of the job's checkpoints, for messages.
 pub fn checkpoint_url(out: &Location) -> String {
     format!("{}/{CHECKPOINT_DIR}", out.url().trim_end_matches('/'))

@@ -793,6 +793,13 @@ fn bad_usage_and_bad_input_exit_2_naming_the_culprit() {
         ]);
     drop(strict);
 
+    // Reading a job that is not there creates nothing.
+    let typo = dir.path().join("no-such-job");
+    run(&["cat", path_str(&typo)])
+        .expect_code(2)
+        .stderr_has(&["no-such-job", "does not exist"]);
+    assert!(!typo.exists(), "cat created {}", typo.display());
+
     // Inspecting something that is not a job.
     let empty = tempfile::tempdir().unwrap();
     run(&["status", path_str(empty.path())])

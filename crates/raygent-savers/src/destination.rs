@@ -185,6 +185,33 @@ impl Location {
         Location::parse_with(url, &S3Options::default())
     }
 
+    /// Opens `url` for reading: like [`parse`](Self::parse), but a local
+    /// directory that does not exist is [`Error::Missing`] instead of
+    /// being created (reading a mistyped path must not leave a directory).
+    pub fn parse_existing(url: &str) -> Result<Location, Error> {
+        Location::parse_existing_with(url, &S3Options::default())
+    }
+
+    /// [`parse_existing`](Self::parse_existing) with explicit S3 settings.
+    pub fn parse_existing_with(url: &str, s3: &S3Options) -> Result<Location, Error> {
+        let local = match url.split_once("://") {
+            None => Some(std::path::PathBuf::from(url)),
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("file") => url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok()),
+            Some(_) => None,
+        };
+        if let Some(dir) = local
+            && !url.trim().is_empty()
+            && !dir.is_dir()
+        {
+            return Err(Error::Missing {
+                url: url.to_owned(),
+            });
+        }
+        Location::parse_with(url, s3)
+    }
+
     /// Opens `url`, with `s3` overriding the AWS environment variables for
     /// `s3://` URLs.
     pub fn parse_with(url: &str, s3: &S3Options) -> Result<Location, Error> {

@@ -32,7 +32,7 @@ pub enum Error {
 
     /// A local output directory could not be created or used.
     #[error(
-        "cannot use local directory {}: {source}; create it or choose a writable directory",
+        "cannot use local directory {}: {source}; check that the path is a directory you may write to (not a file), or choose another",
         path.display()
     )]
     LocalDir {
@@ -125,6 +125,13 @@ pub enum Error {
         url: String,
         /// What was found there.
         found: String,
+    },
+
+    /// A local location to read from does not exist.
+    #[error("nothing at {url}: the directory does not exist (check the path)")]
+    Missing {
+        /// The location's URL.
+        url: String,
     },
 
     /// There is no dataset at the location.

@@ -42,12 +42,12 @@ impl std::fmt::Debug for DatasetReader {
 impl DatasetReader {
     /// Opens the dataset at `url` (S3 settings from the environment).
     pub fn open(url: &str) -> Result<DatasetReader, Error> {
-        DatasetReader::open_location(Location::parse(url)?)
+        DatasetReader::open_location(Location::parse_existing(url)?)
     }
 
     /// Opens the dataset at `url` with explicit S3 settings.
     pub fn open_with(url: &str, s3: &S3Options) -> Result<DatasetReader, Error> {
-        DatasetReader::open_location(Location::parse_with(url, s3)?)
+        DatasetReader::open_location(Location::parse_existing_with(url, s3)?)
     }
 
     /// Opens the dataset at `location`: lists its commit records and keeps

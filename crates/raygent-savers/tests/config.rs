@@ -59,6 +59,13 @@ fn an_unwritable_directory_is_reported_before_any_work() {
 #[test]
 fn reading_where_there_is_no_dataset_says_so() {
     let dir = scratch("empty");
+    // A directory that does not exist is reported as such, and not created.
+    let err = DatasetReader::open(dir.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Missing { .. }), "{err:?}");
+    assert!(err.to_string().contains(dir.to_str().unwrap()), "{err}");
+    assert!(!dir.exists());
+    // An existing directory without a dataset.
+    std::fs::create_dir_all(&dir).unwrap();
     let err = DatasetReader::open(dir.to_str().unwrap()).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains(dir.to_str().unwrap()), "{err}");
