@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 
 use bench_support::{burn, calibrate, median};
 use raygent_actors::{
-    JobConfig, JobState, ProgressStore, ResumeConfig, StepProgressStore, SubmitOptions, TaskManager,
+    JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, StepProgressStore,
+    SubmitOptions, TaskManager,
 };
 use raygent_ckpt::StepCheckpointer;
 use raygent_core::{Discard, Error, Fingerprint, StopHandle, task_fn};
@@ -94,9 +95,22 @@ struct Overhead {
     iters: u64,
 }
 
+/// Where a run of part 1 keeps its checkpoints.
+#[derive(Clone, Copy, PartialEq)]
+enum Ckpt {
+    /// No checkpoints.
+    Off,
+    /// Step checkpoints next to the output (the CLI's set-up).
+    Disk,
+    /// In memory: the runtime's bookkeeping (fingerprints, job states,
+    /// the checkpoint thread) without the writes.
+    Memory,
+}
+
 impl Overhead {
     /// One run; returns its wall time.
-    fn run(&self, ckpt: bool) -> Duration {
+    fn run(&self, ckpt: impl Into<Ckpt>) -> Duration {
+        let ckpt = ckpt.into();
         let tmp = tempdir();
         let out = tmp.path().join("out");
         let iters = self.iters;
@@ -116,12 +130,22 @@ impl Overhead {
             .with_chunk_size(self.chunk)
             .with_save_interval(self.interval)
             .with_saver(saver(&out));
-        if ckpt {
-            opts = opts.with_checkpoint(checkpoint(&out));
+        match ckpt {
+            Ckpt::Off => {}
+            Ckpt::Disk => opts = opts.with_checkpoint(checkpoint(&out)),
+            Ckpt::Memory => {
+                opts = opts.with_checkpoint(ResumeConfig::new(Arc::new(MemoryProgressStore::new())))
+            }
         }
         let t = Instant::now();
         m.submit_tasks(0..self.items, opts).unwrap();
         t.elapsed()
+    }
+}
+
+impl From<bool> for Ckpt {
+    fn from(on: bool) -> Self {
+        if on { Ckpt::Disk } else { Ckpt::Off }
     }
 }
 
@@ -317,6 +341,20 @@ fn main() {
         b.push(small.run(true));
     }
     println!("breakdown:");
+    // The first job again, checkpoints in memory against none.
+    let c = &configs[0];
+    let (mut off, mut mem) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        off.push(c.run(Ckpt::Off));
+        mem.push(c.run(Ckpt::Memory));
+    }
+    let (a0, m0) = (median(off), median(mem));
+    println!(
+        "  first job with checkpoints kept in memory (bookkeeping, no writes): {:.1} ms against {:.1} ms without, ratio {:.3}",
+        ms(m0),
+        ms(a0),
+        m0.as_secs_f64() / a0.as_secs_f64()
+    );
     println!(
         "  fixed cost per job (1000 items, 1 part: with minus without, medians): {:.2} ms",
         ms(median(b)) - ms(median(a))

@@ -49,7 +49,7 @@ fn batch(p: u64, part_bytes: u64) -> Vec<Record> {
 }
 
 fn cbor(results: &[Record]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(results.len() * 1040 + (1 << 20));
     for r in results {
         ciborium::into_writer(r, &mut out).unwrap();
     }
@@ -66,39 +66,69 @@ struct Setup {
     reps: u64,
 }
 
-/// Times `DatasetSaver` over `parts` batches (building the results is not timed).
-fn time_saver(s: &Setup, new_location: &dyn Fn(u64) -> Location) -> (Duration, u64) {
-    let mut best = Duration::MAX;
+fn saver_options() -> SaverOptions {
+    let mut options = SaverOptions::default();
+    if let Ok(mib) = std::env::var("RAYGENT_BENCH_THRESHOLD_MIB") {
+        options = options.with_multipart_threshold(mib.parse::<usize>().unwrap() << 20);
+    }
+    options
+}
+
+/// Times, part by part, `DatasetSaver` (encoding included) against a raw
+/// write of the same bytes (encoded in advance, not timed). The two
+/// alternate which goes first at every part, so both see the same state of
+/// the disk or server (page cache, memory held by the server). Returns the
+/// raw and the saver's total times of the best repetition of each, and the
+/// bytes written.
+fn time_pair(
+    s: &Setup,
+    new_location: &dyn Fn(&str) -> Location,
+    raw_write: &mut dyn FnMut(&Location, u64, Vec<u8>),
+) -> (Duration, Duration, u64) {
+    let (mut raw_best, mut saver_best) = (Duration::MAX, Duration::MAX);
     let mut bytes = 0;
     for rep in 0..s.reps {
-        let mut options = SaverOptions::default();
-        if let Ok(mib) = std::env::var("RAYGENT_BENCH_THRESHOLD_MIB") {
-            options = options.with_multipart_threshold(mib.parse::<usize>().unwrap() << 20);
-        }
-        let mut saver = DatasetSaver::new(new_location(rep), options).unwrap();
-        let mut elapsed = Duration::ZERO;
+        let raw = new_location(&format!("raw-{rep}"));
+        let mut saver =
+            DatasetSaver::new(new_location(&format!("saver-{rep}")), saver_options()).unwrap();
+        let (mut raw_time, mut saver_time) = (Duration::ZERO, Duration::ZERO);
         let mut item = 0;
+        let mut raw_bytes = 0;
         for p in 0..s.parts {
             let results = batch(p, s.part_bytes);
             let n = results.len() as u64;
-            let start = Instant::now();
-            saver
-                .save_batch(&Batch {
-                    chunks: p..p + 1,
-                    items: item..item + n,
-                    results: &results,
-                })
-                .unwrap();
-            elapsed += start.elapsed();
+            let encoded = cbor(&results);
+            raw_bytes += encoded.len() as u64;
+            let mut encoded = Some(encoded);
+            for turn in 0..2 {
+                if (turn + p + rep) % 2 == 0 {
+                    let bytes = encoded.take().unwrap();
+                    let start = Instant::now();
+                    raw_write(&raw, p, bytes);
+                    raw_time += start.elapsed();
+                } else {
+                    let start = Instant::now();
+                    saver
+                        .save_batch(&Batch {
+                            chunks: p..p + 1,
+                            items: item..item + n,
+                            results: &results,
+                        })
+                        .unwrap();
+                    saver_time += start.elapsed();
+                }
+            }
             item += n;
         }
         let start = Instant::now();
         saver.finish_dataset().unwrap();
-        elapsed += start.elapsed();
+        saver_time += start.elapsed();
         bytes = saver.stats().bytes;
-        best = best.min(elapsed);
+        assert_eq!(raw_bytes, bytes, "both write the same bytes");
+        raw_best = raw_best.min(raw_time);
+        saver_best = saver_best.min(saver_time);
     }
-    (best, bytes)
+    (raw_best, saver_best, bytes)
 }
 
 fn main() {
@@ -110,15 +140,19 @@ fn main() {
         reps: env_u64("RAYGENT_BENCH_REPS", 1).max(1),
     };
     let probe = batch(0, s.part_bytes);
+    let mut encoded = Vec::with_capacity(s.part_bytes as usize + (1 << 20));
     let t = Instant::now();
-    let encoded = cbor(&probe);
+    for r in &probe {
+        ciborium::into_writer(r, &mut encoded).unwrap();
+    }
     println!(
         "encoding one part: {:.1} MiB/s",
         mib_s(encoded.len() as u64, t.elapsed())
     );
     drop((probe, encoded));
     println!(
-        "saving {} MiB of CBOR results in {} parts of {} MiB, best of {}",
+        "saving {} MiB of CBOR results in {} parts of {} MiB, best of {}; \
+         the two variants alternate part by part",
         total >> 20,
         s.parts,
         part_bytes >> 20,
@@ -130,33 +164,22 @@ fn main() {
     let base = std::env::var("RAYGENT_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.path().to_owned());
-    let raw_dir = base.join("raw");
-    std::fs::create_dir_all(&raw_dir).unwrap();
-    let mut raw_best = Duration::MAX;
-    let mut raw_bytes = 0;
-    for _ in 0..s.reps {
-        let mut elapsed = Duration::ZERO;
-        raw_bytes = 0;
-        for p in 0..s.parts {
-            let bytes = cbor(&batch(p, s.part_bytes));
-            let start = Instant::now();
-            let mut f = std::fs::File::create(raw_dir.join(format!("part-{p}.cbor"))).unwrap();
+    let (raw, saver, bytes) = time_pair(
+        &s,
+        &|name| Location::parse(base.join(name).to_str().unwrap()).unwrap(),
+        &mut |loc, p, bytes| {
+            let dir = loc.local_dir().unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut f = std::fs::File::create(dir.join(format!("part-{p}.cbor"))).unwrap();
             f.write_all(&bytes).unwrap();
             f.sync_all().unwrap();
-            elapsed += start.elapsed();
-            raw_bytes += bytes.len() as u64;
-        }
-        raw_best = raw_best.min(elapsed);
-    }
-    let (saver_best, saver_bytes) = time_saver(&s, &|rep| {
-        Location::parse(base.join(format!("saver-{rep}")).to_str().unwrap()).unwrap()
-    });
-    assert_eq!(raw_bytes, saver_bytes, "both write the same bytes");
+        },
+    );
     println!(
         "local  std::fs+fsync {:>8.1} MiB/s   DatasetSaver {:>8.1} MiB/s   ratio {:.2}",
-        mib_s(raw_bytes, raw_best),
-        mib_s(saver_bytes, saver_best),
-        raw_best.as_secs_f64() / saver_best.as_secs_f64()
+        mib_s(bytes, raw),
+        mib_s(bytes, saver),
+        raw.as_secs_f64() / saver.as_secs_f64()
     );
 
     if std::env::var("RAYGENT_BENCH_SKIP_S3").is_ok_and(|v| v == "1") {
@@ -170,32 +193,25 @@ fn main() {
         .with_secret_access_key(raygent_tests::SECRET_KEY)
         .with_allow_http(true);
     let bucket = server.new_bucket("bench");
-    let raw = Location::parse_with(&format!("s3://{bucket}/raw"), &s3).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut raw_best = Duration::MAX;
-    for _ in 0..s.reps {
-        let mut elapsed = Duration::ZERO;
-        for p in 0..s.parts {
-            let bytes = bytes::Bytes::from(cbor(&batch(p, s.part_bytes)));
-            let path = raw.path(&format!("part-{p}.cbor"));
-            let start = Instant::now();
-            rt.block_on(raw.store().put(&path, bytes.into())).unwrap();
-            elapsed += start.elapsed();
-        }
-        raw_best = raw_best.min(elapsed);
-    }
-    let (saver_best, saver_bytes) = time_saver(&s, &|rep| {
-        Location::parse_with(&format!("s3://{bucket}/saver-{rep}"), &s3).unwrap()
-    });
+    let (raw, saver, bytes) = time_pair(
+        &s,
+        &|name| Location::parse_with(&format!("s3://{bucket}/{name}"), &s3).unwrap(),
+        &mut |loc, p, bytes| {
+            let path = loc.path(&format!("part-{p}.cbor"));
+            rt.block_on(loc.store().put(&path, bytes::Bytes::from(bytes).into()))
+                .unwrap();
+        },
+    );
     println!(
         "S3     raw puts      {:>8.1} MiB/s   DatasetSaver {:>8.1} MiB/s   ratio {:.2}   ({})",
-        mib_s(raw_bytes, raw_best),
-        mib_s(saver_bytes, saver_best),
-        raw_best.as_secs_f64() / saver_best.as_secs_f64(),
+        mib_s(bytes, raw),
+        mib_s(bytes, saver),
+        raw.as_secs_f64() / saver.as_secs_f64(),
         server.endpoint()
     );
 }
