@@ -1,6 +1,7 @@
 //! The end of the pipeline: results in input order go to the saver (in
 //! batches of at least `save_interval`) and then to the result handler.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use raygent_core::{Batch, Error, FailedChunk, ResultHandler, Saver};
@@ -47,6 +48,14 @@ pub struct Commit {
     pub failed: Vec<FailedChunk>,
 }
 
+/// A batch handed to the saver and not yet committed.
+#[derive(Debug)]
+struct InFlight {
+    chunks: Range<u64>,
+    items: Range<u64>,
+    results: u64,
+}
+
 /// Receives [`Commit`]s (the checkpoint stage).
 pub(crate) type CommitObserver = Box<dyn FnMut(&Commit) -> Result<(), Error> + Send>;
 
@@ -57,6 +66,8 @@ pub(crate) struct Sink<O, H> {
     pub(crate) saver: Option<Box<dyn Saver<O>>>,
     save_interval: usize,
     observer: Option<CommitObserver>,
+    /// Batches submitted to the saver and not yet committed, in order.
+    in_flight: VecDeque<InFlight>,
     buf: Vec<O>,
     batch_chunks: Range<u64>,
     batch_items: Range<u64>,
@@ -84,6 +95,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             saver,
             save_interval: save_interval.max(1),
             observer,
+            in_flight: VecDeque::new(),
             buf: Vec::new(),
             batch_chunks: first_chunk..first_chunk,
             batch_items: first_item..first_item,
@@ -141,7 +153,8 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         }
     }
 
-    /// Saves what is buffered (at the end of the job, or when a batch is full).
+    /// Submits what is buffered to the saver (at the end of the job, or
+    /// when a batch is full), then reports what the saver has committed.
     pub(crate) fn flush(&mut self) {
         if self.error.is_some() || self.batch_chunks.is_empty() {
             return;
@@ -155,33 +168,76 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             let span =
                 tracing::debug_span!("save", chunks = ?batch.chunks, results = batch.results.len());
             let _g = span.enter();
-            if let Err(e) = saver.save(&batch) {
-                tracing::error!(error = %e, "save failed");
-                self.error = Some(Error::Save(e));
-                return;
-            }
-            self.saves += 1;
-            self.progress.add_save();
-            self.committed_results += self.buf.len() as u64;
-            let results = std::mem::take(&mut self.buf);
-            self.handler.add(self.batch_items.start, results);
-            let commit = Commit {
-                next_chunk: self.batch_chunks.end,
-                next_item: self.batch_items.end,
-                results: self.committed_results,
+            let committed_until = match saver.submit(&batch) {
+                Ok(until) => until,
+                Err(e) => {
+                    tracing::error!(error = %e, "save failed");
+                    self.error = Some(Error::Save(e));
+                    return;
+                }
+            };
+            self.in_flight.push_back(InFlight {
                 chunks: self.batch_chunks.clone(),
                 items: self.batch_items.clone(),
-                failed: self.failed.clone(),
+                results: self.buf.len() as u64,
+            });
+            // The saver holds what it needs (encoded) once `submit` returns.
+            let results = std::mem::take(&mut self.buf);
+            self.handler.add(self.batch_items.start, results);
+            self.commit_until(committed_until);
+        }
+        self.batch_chunks.start = self.batch_chunks.end;
+        self.batch_items.start = self.batch_items.end;
+    }
+
+    /// Reports, in order, the batches in flight that end at or before
+    /// `until`: they are committed.
+    fn commit_until(&mut self, until: u64) {
+        while self.error.is_none()
+            && let Some(b) = self.in_flight.front()
+            && b.chunks.end <= until
+        {
+            let Some(b) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.saves += 1;
+            self.progress.add_save();
+            self.committed_results += b.results;
+            let commit = Commit {
+                next_chunk: b.chunks.end,
+                next_item: b.items.end,
+                results: self.committed_results,
+                failed: self
+                    .failed
+                    .iter()
+                    .take_while(|f| f.index < b.chunks.end)
+                    .cloned()
+                    .collect(),
+                chunks: b.chunks,
+                items: b.items,
             };
             if let Some(obs) = self.observer.as_mut()
                 && let Err(e) = obs(&commit)
             {
                 self.error = Some(e);
-                return;
             }
         }
-        self.batch_chunks.start = self.batch_chunks.end;
-        self.batch_items.start = self.batch_items.end;
+    }
+
+    /// Waits for the saves in flight and reports them committed.
+    fn drain(&mut self) {
+        if self.error.is_some() || self.in_flight.is_empty() {
+            return;
+        }
+        if let Some(saver) = self.saver.as_mut() {
+            match saver.flush() {
+                Ok(()) => self.commit_until(u64::MAX),
+                Err(e) => {
+                    tracing::error!(error = %e, "save failed");
+                    self.error = Some(Error::Save(e));
+                }
+            }
+        }
     }
 
     /// The index of the next chunk the sink expects: every chunk below it
@@ -193,6 +249,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
     /// Saves the rest and finishes the saver.
     pub(crate) fn finish(&mut self) {
         self.flush();
+        self.drain();
         if self.error.is_none()
             && let Some(saver) = self.saver.as_mut()
             && let Err(e) = saver.finish()

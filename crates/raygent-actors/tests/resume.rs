@@ -183,3 +183,126 @@ fn checkpoint_writes_are_coalesced_to_the_minimum_interval() {
     assert!(steps.len() <= 3, "{steps:?}");
     assert_eq!(steps.last(), Some(&1000));
 }
+
+/// Batches as a test saver committed them: chunks and results.
+type CommittedBatches = Arc<Mutex<Vec<(std::ops::Range<u64>, Vec<u64>)>>>;
+
+/// A saver that keeps up to three batches in flight and commits them, in
+/// order, only when a fourth arrives or on `flush`.
+struct LaggingSaver {
+    in_flight: std::collections::VecDeque<(std::ops::Range<u64>, Vec<u64>)>,
+    committed: CommittedBatches,
+    frontier: Arc<AtomicU64>,
+}
+
+impl LaggingSaver {
+    fn commit_oldest(&mut self) {
+        if let Some((chunks, results)) = self.in_flight.pop_front() {
+            self.frontier.store(chunks.end, Ordering::SeqCst);
+            self.committed.lock().unwrap().push((chunks, results));
+        }
+    }
+}
+
+impl raygent_core::Saver<u64> for LaggingSaver {
+    fn save(&mut self, _: &raygent_core::Batch<'_, u64>) -> Result<(), raygent_core::SaveError> {
+        panic!("the runtime must use submit with a saver that implements it")
+    }
+    fn submit(
+        &mut self,
+        batch: &raygent_core::Batch<'_, u64>,
+    ) -> Result<u64, raygent_core::SaveError> {
+        self.in_flight
+            .push_back((batch.chunks.clone(), batch.results.to_vec()));
+        if self.in_flight.len() > 3 {
+            self.commit_oldest();
+        }
+        Ok(self.frontier.load(Ordering::SeqCst))
+    }
+    fn flush(&mut self) -> Result<(), raygent_core::SaveError> {
+        while !self.in_flight.is_empty() {
+            self.commit_oldest();
+        }
+        Ok(())
+    }
+}
+
+/// Checks every checkpoint against what the saver has committed.
+struct CheckingStore {
+    inner: MemoryProgressStore,
+    frontier: Arc<AtomicU64>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl raygent_actors::ProgressStore for CheckingStore {
+    fn load_latest(&self) -> Result<Option<raygent_actors::JobState>, Error> {
+        self.inner.load_latest()
+    }
+    fn save(&self, step: u64, state: &raygent_actors::JobState) -> Result<(), Error> {
+        let committed = self.frontier.load(Ordering::SeqCst);
+        if state.next_chunk > committed {
+            self.violations.lock().unwrap().push(format!(
+                "step {step} records chunks below {} while the saver committed below {committed}",
+                state.next_chunk
+            ));
+        }
+        self.inner.save(step, state)
+    }
+    fn clear(&self) -> Result<(), Error> {
+        self.inner.clear()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+#[test]
+fn with_saves_in_flight_checkpoints_record_only_committed_batches() {
+    for sequential in [false, true] {
+        let frontier = Arc::new(AtomicU64::new(0));
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let inner = MemoryProgressStore::new();
+        let store = CheckingStore {
+            inner: inner.clone(),
+            frontier: Arc::clone(&frontier),
+            violations: Arc::clone(&violations),
+        };
+        let saver = LaggingSaver {
+            in_flight: Default::default(),
+            committed: Arc::clone(&committed),
+            frontier: Arc::clone(&frontier),
+        };
+        let mut m = TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard)
+            .with_n_cores(2)
+            .with_sequential(sequential);
+        let report = m
+            .submit_tasks(
+                0..1000u64,
+                SubmitOptions::new()
+                    .with_chunk_size(10)
+                    .with_save_interval(50)
+                    .with_saver(saver)
+                    .with_checkpoint(
+                        ResumeConfig::new(Arc::new(store))
+                            .with_min_interval(std::time::Duration::ZERO),
+                    ),
+            )
+            .unwrap();
+        assert_eq!(violations.lock().unwrap().as_slice(), &[] as &[String]);
+        // Every batch committed, in order, with every result once.
+        let committed = committed.lock().unwrap();
+        assert_eq!(report.saves, committed.len() as u64);
+        assert_eq!(committed.len(), 20);
+        let mut next = 0;
+        let mut all = Vec::new();
+        for (chunks, results) in committed.iter() {
+            assert_eq!(chunks.start, next);
+            next = chunks.end;
+            all.extend_from_slice(results);
+        }
+        assert_eq!(all, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+        // The last checkpoint covers the whole job.
+        assert_eq!(inner.steps().last(), Some(&100));
+    }
+}

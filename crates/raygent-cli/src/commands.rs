@@ -75,7 +75,10 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         OutputFormat::Jsonl => Format::JsonLines,
         OutputFormat::Csv => Format::Csv,
     };
-    let saver = DatasetSaver::new(out.clone(), SaverOptions::default().with_format(format))
+    let saver_options = SaverOptions::default()
+        .with_format(format)
+        .with_multipart_threshold(usize::try_from(args.multipart_threshold).unwrap_or(usize::MAX));
+    let saver = DatasetSaver::new(out.clone(), saver_options)
         .map_err(|e| {
             Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
         })?;

@@ -36,7 +36,8 @@ const EVERY_PART: &[&str] = &[
     "--checkpoint-interval",
     "0s",
 ];
-/// Chunks of 100; the first part holds 5000 wide results (~10 MB): multipart.
+/// Chunks of 100; the first part holds 5000 wide results (~10 MB), above
+/// an 8 MiB threshold: multipart.
 const WIDE_ARGS: &[&str] = &[
     "-c",
     "100",
@@ -46,6 +47,8 @@ const WIDE_ARGS: &[&str] = &[
     "2",
     "--checkpoint-interval",
     "0s",
+    "--multipart-threshold",
+    "8M",
 ];
 
 struct Job {

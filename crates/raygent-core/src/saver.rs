@@ -33,9 +33,34 @@ pub struct ResumePoint {
 /// chunk boundaries (the last batch may be smaller), then
 /// [`finish`](Saver::finish) once. When `save` returns `Ok`, the batch counts
 /// as committed: a checkpoint may record it, so it must be durable.
+///
+/// A saver that can keep several saves in flight (uploading one part while
+/// the next is encoded) implements [`submit`](Saver::submit) and
+/// [`flush`](Saver::flush) as well; the runtime then calls those instead of
+/// `save`, and counts a batch as committed only once the saver says so.
 pub trait Saver<T>: Send + 'static {
     /// Saves one batch. An error stops the job and is returned to the caller.
     fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError>;
+
+    /// Starts saving one batch and may return before it is durable. Returns
+    /// the chunk index below which every batch submitted so far is
+    /// committed (durable, in order): batches are committed in the order
+    /// they were submitted, never out of it. An error of this batch or of
+    /// an earlier one still in flight stops the job.
+    ///
+    /// The default saves synchronously: every batch is committed on return.
+    fn submit(&mut self, batch: &Batch<'_, T>) -> Result<u64, SaveError> {
+        self.save(batch)?;
+        Ok(batch.chunks.end)
+    }
+
+    /// Waits until every submitted batch is committed, or returns the error
+    /// of the first one that failed. Called before [`finish`](Saver::finish)
+    /// and when a job stops. Defaults to doing nothing (nothing is ever in
+    /// flight with the default [`submit`](Saver::submit)).
+    fn flush(&mut self) -> Result<(), SaveError> {
+        Ok(())
+    }
 
     /// Called once after the last batch. Defaults to doing nothing.
     fn finish(&mut self) -> Result<(), SaveError> {

@@ -195,6 +195,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A part was written but not committed because an earlier part, still
+    /// in flight with it, failed (that earlier error is the one reported).
+    #[error("part {part} of {url} was not committed: an earlier part failed")]
+    NotCommitted {
+        /// The location's URL.
+        url: String,
+        /// The part.
+        part: String,
+    },
+
     /// The internal async runtime could not be started.
     #[error("cannot start the saver's I/O runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -1,8 +1,10 @@
 //! `DatasetSaver`: one immutable part per batch, then its commit record.
 
-use std::io::Write as _;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::channel::oneshot;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use raygent_core::{Batch, ResumePoint, SaveError, Saver};
@@ -16,6 +18,12 @@ use crate::{Error, Location, S3Options};
 
 /// The smallest piece of a multipart upload S3 accepts (except the last).
 pub const MIN_MULTIPART_PIECE: usize = 5 * 1024 * 1024;
+
+/// Parts up to this size go as one PUT by default; larger ones stream as
+/// multipart uploads. (A PUT is one request where a multipart upload takes
+/// at least three, and some servers copy every piece again to assemble the
+/// object; rclone's default cutoff is 200 MiB for the same reason.)
+pub const DEFAULT_MULTIPART_THRESHOLD: usize = 64 * 1024 * 1024;
 
 /// Settings of a [`DatasetSaver`].
 ///
@@ -32,6 +40,7 @@ pub struct SaverOptions {
     multipart_threshold: usize,
     multipart_piece: usize,
     upload_concurrency: usize,
+    saves_in_flight: usize,
     overwrite: bool,
     check_writable: bool,
     s3: S3Options,
@@ -41,9 +50,10 @@ impl Default for SaverOptions {
     fn default() -> Self {
         SaverOptions {
             format: Format::Cbor,
-            multipart_threshold: 8 * 1024 * 1024,
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             multipart_piece: 8 * 1024 * 1024,
             upload_concurrency: 8,
+            saves_in_flight: 2,
             overwrite: false,
             check_writable: true,
             s3: S3Options::default(),
@@ -57,7 +67,8 @@ impl SaverOptions {
         self.format = format;
         self
     }
-    /// Parts larger than this many bytes are uploaded in pieces (default 8 MiB).
+    /// Parts larger than this many bytes are uploaded in pieces (default
+    /// [`DEFAULT_MULTIPART_THRESHOLD`], 64 MiB).
     pub fn with_multipart_threshold(mut self, bytes: usize) -> Self {
         self.multipart_threshold = bytes;
         self
@@ -70,6 +81,14 @@ impl SaverOptions {
     /// How many pieces of one multipart upload are in flight at once (default 8).
     pub fn with_upload_concurrency(mut self, n: usize) -> Self {
         self.upload_concurrency = n.max(1);
+        self
+    }
+    /// How many parts may be uploading at once (default 2): while one part
+    /// uploads, the next is encoded. Parts are still committed in order: a
+    /// part's commit record is written only after the record of the part
+    /// before it. At least 1 (one part at a time, nothing overlaps).
+    pub fn with_saves_in_flight(mut self, n: usize) -> Self {
+        self.saves_in_flight = n.max(1);
         self
     }
     /// Whether a fresh (not resumed) job may delete a dataset already at
@@ -128,11 +147,31 @@ pub struct DatasetSaver {
     location: Location,
     options: SaverOptions,
     rt: tokio::runtime::Runtime,
+    /// The chunk the next submitted batch must start at.
     next_chunk: u64,
     next_item: u64,
     started: bool,
     committed: Vec<PartInfo>,
+    /// Every chunk below this index is committed.
+    committed_until: u64,
+    /// Parts submitted and not yet known to be committed, oldest first.
+    in_flight: VecDeque<InFlightPart>,
+    /// Completes when the newest part in flight is committed (`true`), or
+    /// is dropped when it fails; the next part waits on it before its
+    /// commit record, so records are written in chunk order.
+    last_commit: Option<oneshot::Receiver<bool>>,
+    /// The first failure of a part in flight: the saver refuses further work.
+    failed: bool,
+    /// The size of the last part, to size the next part's buffer.
+    size_hint: usize,
     stats: SaverStats,
+}
+
+/// A part whose upload and commit record run in the background.
+struct InFlightPart {
+    info: PartInfo,
+    multipart: bool,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
 }
 
 impl std::fmt::Debug for DatasetSaver {
@@ -182,6 +221,11 @@ impl DatasetSaver {
             next_item: 0,
             started: false,
             committed: Vec::new(),
+            committed_until: 0,
+            in_flight: VecDeque::new(),
+            last_commit: None,
+            failed: false,
+            size_hint: 0,
             stats: SaverStats::default(),
         })
     }
@@ -196,7 +240,7 @@ impl DatasetSaver {
         self.options.format
     }
 
-    /// What this saver wrote so far.
+    /// What this saver committed so far.
     pub fn stats(&self) -> SaverStats {
         self.stats
     }
@@ -206,14 +250,35 @@ impl DatasetSaver {
         self.next_chunk
     }
 
-    /// The parts committed so far, including (after a resume) those of the
-    /// earlier run.
+    /// Every chunk below this index is committed (parts still in flight
+    /// are not).
+    pub fn committed_until(&self) -> u64 {
+        self.committed_until
+    }
+
+    /// The parts committed so far (not those still in flight), including
+    /// (after a resume) those of the earlier run.
     pub fn committed(&self) -> &[PartInfo] {
         &self.committed
     }
 
-    /// [`Saver::save`] with this crate's error type; returns the commit record.
+    /// [`Saver::save`] with this crate's error type: saves one batch and
+    /// returns once it (and every part before it) is committed; returns its
+    /// commit record.
     pub fn save_batch<T: Serialize>(&mut self, batch: &Batch<'_, T>) -> Result<PartInfo, Error> {
+        self.submit_batch(batch)?;
+        self.flush_saves()?;
+        self.committed.last().cloned().ok_or_else(|| Error::Usage {
+            url: self.location.url().to_owned(),
+            reason: "no part was committed".into(),
+        })
+    }
+
+    /// [`Saver::submit`] with this crate's error type: encodes the batch as
+    /// a part and starts uploading it, waiting only while
+    /// [`SaverOptions::with_saves_in_flight`] parts are already in flight.
+    /// Returns the chunk index below which every part is committed.
+    pub fn submit_batch<T: Serialize>(&mut self, batch: &Batch<'_, T>) -> Result<u64, Error> {
         let url = self.location.url().to_owned();
         let chunks = batch.chunks.clone();
         if chunks.start != self.next_chunk || chunks.end <= chunks.start {
@@ -226,21 +291,33 @@ impl DatasetSaver {
                 ),
             });
         }
+        if self.failed {
+            return Err(Error::Usage {
+                url,
+                reason: "an earlier part failed; the saver takes no more batches".into(),
+            });
+        }
         self.start()?;
+        self.reap(false)?;
+        while self.in_flight.len() >= self.options.saves_in_flight {
+            self.reap_oldest()?;
+        }
         let format = self.options.format;
         let stem = part_stem(&chunks);
         let part = format!("{stem}.{}", format.extension());
         let mut params = PartParams::default();
-        let store = self.location.store();
+        let store = Arc::clone(self.location.store());
         let part_path = self.location.path(&part);
+        let threshold = self.options.multipart_threshold;
+        let piece = self.options.multipart_piece;
         let mut sink = PartSink {
             rt: &self.rt,
             store: store.as_ref(),
             path: &part_path,
-            threshold: self.options.multipart_threshold as u64,
-            piece: self.options.multipart_piece,
+            threshold: threshold as u64,
+            piece,
             concurrency: self.options.upload_concurrency,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(self.size_hint.min(threshold).max(piece.min(1 << 20))),
             total: 0,
             crc: crc32fast::Hasher::new(),
             upload: None,
@@ -249,13 +326,7 @@ impl DatasetSaver {
         // Encoding streams into the sink, which starts a multipart upload
         // once the part outgrows the threshold and uploads pieces in the
         // background while encoding goes on.
-        let encoded = {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut sink);
-            format
-                .encode(batch.results, &mut w, &mut params)
-                .and_then(|()| w.flush().map_err(|e| e.to_string()))
-        };
-        if let Err(message) = encoded {
+        if let Err(message) = format.encode(batch.results, &mut sink, &mut params) {
             let store_error = sink.error.take();
             sink.abort();
             return Err(match store_error {
@@ -268,9 +339,8 @@ impl DatasetSaver {
                 },
             });
         }
-        let (bytes, crc32, multipart) = sink
-            .finish()
-            .map_err(|e| Error::store(&url, &part, "writing", e))?;
+        let (bytes, crc32, upload) = sink.finish();
+        self.size_hint = bytes as usize;
         let info = PartInfo {
             manifest_version: MANIFEST_VERSION,
             part: part.clone(),
@@ -291,23 +361,93 @@ impl DatasetSaver {
             format: "json",
             message: e.to_string(),
         })?;
-        // Crash tests freeze the process here: part written, not committed.
-        raygent_core::failpoint("part-before-record");
         let record_path = self.location.path(&record_name(&stem));
-        // The commit record goes last: until it exists the part is an orphan
-        // that readers ignore and a resume deletes.
-        self.rt
-            .block_on(store.put(&record_path, record.into()))
-            .map_err(|e| Error::store(&url, record_name(&stem), "writing", e))?;
-        tracing::debug!(url, part, bytes = info.bytes, "part committed");
+        let multipart = matches!(upload, Upload::Multipart(..));
+        let previous = self.last_commit.take();
+        let (committed_tx, committed_rx) = oneshot::channel();
+        self.last_commit = Some(committed_rx);
+        let task = self.rt.spawn(async move {
+            let uploaded = match upload {
+                Upload::Single(bytes) => store.put(&part_path, bytes.into()).await.map(drop),
+                // `finish` aborts the upload itself when a piece or the
+                // completion fails.
+                Upload::Multipart(mut w, rest) => {
+                    w.put(rest);
+                    w.finish().await.map(drop)
+                }
+            };
+            uploaded.map_err(|e| Error::store(&url, &part, "writing", e))?;
+            // Commit records go in chunk order: wait for the part before.
+            if let Some(previous) = previous
+                && previous.await != Ok(true)
+            {
+                return Err(Error::NotCommitted { url, part });
+            }
+            // Crash tests freeze the process here: part written, not committed.
+            raygent_core::failpoint("part-before-record");
+            // The commit record goes last: until it exists the part is an
+            // orphan that readers ignore and a resume deletes.
+            store
+                .put(&record_path, record.into())
+                .await
+                .map_err(|e| Error::store(&url, record_name(&stem), "writing", e))?;
+            tracing::debug!(url, part, bytes, "part committed");
+            // The next part may be dropped already (its job failed).
+            let _ = committed_tx.send(true);
+            Ok(())
+        });
+        self.in_flight.push_back(InFlightPart {
+            info,
+            multipart,
+            task,
+        });
         self.next_chunk = chunks.end;
         self.next_item = batch.items.end;
+        Ok(self.committed_until)
+    }
+
+    /// [`Saver::flush`] with this crate's error type: waits until every
+    /// submitted part is committed; returns the first failure.
+    pub fn flush_saves(&mut self) -> Result<(), Error> {
+        self.reap(true)
+    }
+
+    /// Collects the parts in flight that are done (all of them if `wait`),
+    /// oldest first; stops at the first failure and returns it.
+    fn reap(&mut self, wait: bool) -> Result<(), Error> {
+        while let Some(p) = self.in_flight.front() {
+            if !wait && !p.task.is_finished() {
+                break;
+            }
+            self.reap_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight and records it as committed.
+    fn reap_oldest(&mut self) -> Result<(), Error> {
+        let Some(p) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let done = self.rt.block_on(p.task).unwrap_or_else(|e| {
+            Err(Error::Runtime(std::io::Error::other(format!(
+                "the upload of part {} did not finish: {e}",
+                p.info.part
+            ))))
+        });
+        if let Err(e) = done {
+            self.failed = true;
+            // What follows cannot commit; let it finish in the background.
+            self.in_flight.clear();
+            return Err(e);
+        }
+        self.committed_until = p.info.chunk_end;
         self.stats.parts += 1;
-        self.stats.multipart_parts += u64::from(multipart);
-        self.stats.bytes += info.bytes;
-        self.stats.results += info.results;
-        self.committed.push(info.clone());
-        Ok(info)
+        self.stats.multipart_parts += u64::from(p.multipart);
+        self.stats.bytes += p.info.bytes;
+        self.stats.results += p.info.results;
+        self.committed.push(p.info);
+        Ok(())
     }
 
     /// On the first write of a fresh job: refuse (or, with `overwrite`,
@@ -433,6 +573,7 @@ impl DatasetSaver {
         self.stats = SaverStats::default();
         self.committed = kept;
         self.next_chunk = next;
+        self.committed_until = next;
         self.started = true;
         Ok(())
     }
@@ -441,6 +582,7 @@ impl DatasetSaver {
     /// `_manifest/_complete.json`, which lists every part (so readers of a
     /// finished dataset fetch one record instead of one per part).
     pub fn finish_dataset(&mut self) -> Result<(), Error> {
+        self.flush_saves()?;
         self.start()?;
         let complete = CompleteRecord {
             manifest_version: MANIFEST_VERSION,
@@ -492,9 +634,17 @@ fn remove_local_staging(dir: &std::path::Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Receives a part's bytes as they are encoded: a single PUT when the part
-/// stays under the threshold, else a multipart upload whose pieces upload on
-/// the runtime's workers while encoding continues.
+/// A part's bytes, encoded, ready to go: the whole part for one PUT, or a
+/// multipart upload already under way and its last piece.
+enum Upload {
+    Single(Bytes),
+    Multipart(WriteMultipart, Bytes),
+}
+
+/// Receives a part's bytes as they are encoded: kept for a single PUT while
+/// the part stays under the threshold, else sent as the pieces of a
+/// multipart upload, which upload on the runtime's workers while encoding
+/// continues.
 struct PartSink<'a> {
     rt: &'a tokio::runtime::Runtime,
     store: &'a dyn ObjectStore,
@@ -512,7 +662,9 @@ struct PartSink<'a> {
 
 impl PartSink<'_> {
     fn send_piece(&mut self) -> object_store::Result<()> {
-        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        let next = Vec::with_capacity(self.piece + (1 << 16));
+        let bytes = Bytes::from(std::mem::replace(&mut self.buf, next));
+        self.crc.update(&bytes);
         let (store, path, piece, concurrency) =
             (self.store, self.path, self.piece, self.concurrency);
         let upload = &mut self.upload;
@@ -533,24 +685,14 @@ impl PartSink<'_> {
         Ok(())
     }
 
-    /// Uploads what is left and completes the upload: (size, CRC-32, multipart).
-    fn finish(mut self) -> object_store::Result<(u64, u32, bool)> {
-        let (total, crc) = (self.total, self.crc.clone().finalize());
+    /// The part's size, CRC-32 and what is left to upload.
+    fn finish(mut self) -> (u64, u32, Upload) {
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        self.crc.update(&bytes);
+        let (total, crc) = (self.total, self.crc.clone().finalize());
         match self.upload.take() {
-            None => {
-                self.rt.block_on(self.store.put(self.path, bytes.into()))?;
-                Ok((total, crc, false))
-            }
-            Some(mut w) => {
-                // `finish` aborts the upload itself when a piece or the
-                // completion fails.
-                self.rt.block_on(async move {
-                    w.put(bytes);
-                    w.finish().await
-                })?;
-                Ok((total, crc, true))
-            }
+            None => (total, crc, Upload::Single(bytes)),
+            Some(w) => (total, crc, Upload::Multipart(w, bytes)),
         }
     }
 
@@ -564,9 +706,9 @@ impl PartSink<'_> {
 }
 
 impl std::io::Write for PartSink<'_> {
+    #[inline]
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        self.crc.update(data);
         self.total += data.len() as u64;
         if self.buf.len() >= self.piece
             && (self.upload.is_some() || self.total > self.threshold)
@@ -577,6 +719,11 @@ impl std::io::Write for PartSink<'_> {
             return Err(std::io::Error::other(msg));
         }
         Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.write(data).map(drop)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -591,6 +738,14 @@ impl<T: Serialize + Send + 'static> Saver<T> for DatasetSaver {
 
     fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError> {
         self.save_batch(batch).map(|_| ()).map_err(SaveError::from)
+    }
+
+    fn submit(&mut self, batch: &Batch<'_, T>) -> Result<u64, SaveError> {
+        self.submit_batch(batch).map_err(SaveError::from)
+    }
+
+    fn flush(&mut self) -> Result<(), SaveError> {
+        self.flush_saves().map_err(SaveError::from)
     }
 
     fn finish(&mut self) -> Result<(), SaveError> {
