@@ -103,9 +103,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub save_interval: usize,
     /// Parts larger than this are uploaded in 8M pieces (multipart), like
-    /// `64M` (the default) or `16M`; smaller ones go in one request.
-    #[arg(long, default_value = "64M", value_name = "BYTES", value_parser = parse_bytes)]
-    pub multipart_threshold: u64,
+    /// `16M` or `1G`; smaller ones go in one request. Default: 64M on S3,
+    /// 8M on a local directory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub multipart_threshold: Option<u64>,
     /// Shortest time between two checkpoint writes, like `200ms` or `5s`
     /// (commits in between are coalesced; a crash redoes at most that much
     /// saved work).

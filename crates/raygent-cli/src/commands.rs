@@ -75,13 +75,14 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         OutputFormat::Jsonl => Format::JsonLines,
         OutputFormat::Csv => Format::Csv,
     };
-    let saver_options = SaverOptions::default()
-        .with_format(format)
-        .with_multipart_threshold(usize::try_from(args.multipart_threshold).unwrap_or(usize::MAX));
-    let saver = DatasetSaver::new(out.clone(), saver_options)
-        .map_err(|e| {
-            Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
-        })?;
+    let mut saver_options = SaverOptions::default().with_format(format);
+    if let Some(bytes) = args.multipart_threshold {
+        saver_options =
+            saver_options.with_multipart_threshold(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+    let saver = DatasetSaver::new(out.clone(), saver_options).map_err(|e| {
+        Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
+    })?;
     let progress_store = store::progress_store(&out)?;
     let identity = format!(
         "command {:?}; input {} ({:?}); per-item {}; shell {}",

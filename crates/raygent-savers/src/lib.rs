@@ -55,4 +55,7 @@ pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, Pa
 pub use crate::hdf5::{CHUNK_ENDS_SUFFIX, H5Type, Hdf5Mode, Hdf5Options, Hdf5Saver, read_hdf5};
 pub use crate::manifest::{COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo};
 pub use crate::reader::{DatasetReader, PartResults, Results};
-pub use crate::saver::{DatasetSaver, MIN_MULTIPART_PIECE, SaverOptions, SaverStats};
+pub use crate::saver::{
+    DEFAULT_MULTIPART_THRESHOLD, DatasetSaver, LOCAL_MULTIPART_THRESHOLD, MIN_MULTIPART_PIECE,
+    SaverOptions, SaverStats,
+};

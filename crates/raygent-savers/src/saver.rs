@@ -19,11 +19,18 @@ use crate::{Error, Location, S3Options};
 /// The smallest piece of a multipart upload S3 accepts (except the last).
 pub const MIN_MULTIPART_PIECE: usize = 5 * 1024 * 1024;
 
-/// Parts up to this size go as one PUT by default; larger ones stream as
-/// multipart uploads. (A PUT is one request where a multipart upload takes
-/// at least three, and some servers copy every piece again to assemble the
-/// object; rclone's default cutoff is 200 MiB for the same reason.)
+/// On S3 (and other object stores), parts up to this size go as one PUT by
+/// default; larger ones stream as multipart uploads. (A PUT is one request
+/// where a multipart upload takes at least three, and some servers copy
+/// every piece again to assemble the object; rclone's default cutoff is
+/// 200 MiB for the same reason.)
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 64 * 1024 * 1024;
+
+/// On a local directory, parts above this size are written in pieces by
+/// default: there a "multipart upload" is one staging file written while
+/// the rest of the part is encoded, then renamed, so it costs nothing extra
+/// and overlaps encoding with writing.
+pub const LOCAL_MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
 
 /// Settings of a [`DatasetSaver`].
 ///
@@ -37,7 +44,9 @@ pub const DEFAULT_MULTIPART_THRESHOLD: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct SaverOptions {
     format: Format,
-    multipart_threshold: usize,
+    /// `None`: [`DEFAULT_MULTIPART_THRESHOLD`] on object stores,
+    /// [`LOCAL_MULTIPART_THRESHOLD`] on a local directory.
+    multipart_threshold: Option<usize>,
     multipart_piece: usize,
     upload_concurrency: usize,
     saves_in_flight: usize,
@@ -50,7 +59,7 @@ impl Default for SaverOptions {
     fn default() -> Self {
         SaverOptions {
             format: Format::Cbor,
-            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            multipart_threshold: None,
             multipart_piece: 8 * 1024 * 1024,
             upload_concurrency: 8,
             saves_in_flight: 2,
@@ -67,10 +76,11 @@ impl SaverOptions {
         self.format = format;
         self
     }
-    /// Parts larger than this many bytes are uploaded in pieces (default
-    /// [`DEFAULT_MULTIPART_THRESHOLD`], 64 MiB).
+    /// Parts larger than this many bytes are uploaded in pieces (default:
+    /// [`DEFAULT_MULTIPART_THRESHOLD`], 64 MiB, on object stores;
+    /// [`LOCAL_MULTIPART_THRESHOLD`], 8 MiB, on a local directory).
     pub fn with_multipart_threshold(mut self, bytes: usize) -> Self {
-        self.multipart_threshold = bytes;
+        self.multipart_threshold = Some(bytes);
         self
     }
     /// The size of one multipart piece (default 8 MiB; at least 5 MiB, S3's minimum).
@@ -113,8 +123,9 @@ impl SaverOptions {
     pub fn format(&self) -> Format {
         self.format
     }
-    /// The multipart threshold in bytes.
-    pub fn multipart_threshold(&self) -> usize {
+    /// The multipart threshold in bytes, if one was set (else it depends on
+    /// the location, see [`with_multipart_threshold`](Self::with_multipart_threshold)).
+    pub fn multipart_threshold(&self) -> Option<usize> {
         self.multipart_threshold
     }
 }
@@ -308,7 +319,14 @@ impl DatasetSaver {
         let mut params = PartParams::default();
         let store = Arc::clone(self.location.store());
         let part_path = self.location.path(&part);
-        let threshold = self.options.multipart_threshold;
+        let threshold =
+            self.options
+                .multipart_threshold
+                .unwrap_or(if self.location.local_dir().is_some() {
+                    LOCAL_MULTIPART_THRESHOLD
+                } else {
+                    DEFAULT_MULTIPART_THRESHOLD
+                });
         let piece = self.options.multipart_piece;
         let mut sink = PartSink {
             rt: &self.rt,
@@ -409,6 +427,12 @@ impl DatasetSaver {
     /// [`Saver::flush`] with this crate's error type: waits until every
     /// submitted part is committed; returns the first failure.
     pub fn flush_saves(&mut self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::Usage {
+                url: self.location.url().to_owned(),
+                reason: "an earlier part failed; the parts after it are not committed".into(),
+            });
+        }
         self.reap(true)
     }
 

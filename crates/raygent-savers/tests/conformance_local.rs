@@ -124,7 +124,9 @@ fn a_failed_part_in_flight_commits_nothing_after_it() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(back, [1, 2, 3]);
-    // The saver takes no more batches.
+    // The saver takes no more batches, and cannot be finished.
+    assert!(saver.flush_saves().is_err());
+    assert!(saver.finish_dataset().is_err());
     assert!(
         saver
             .submit_batch(&Batch {
