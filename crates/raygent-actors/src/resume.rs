@@ -153,10 +153,14 @@ pub(crate) struct StartPoint {
 /// Fingerprints of the input at chunk boundaries, from the feeder (which
 /// runs ahead) to the checkpoint stage (which needs the fingerprint of
 /// exactly what was committed).
+///
+/// The feeder pushes one entry per chunk, so an entry is the fingerprint's
+/// raw state (two words, no allocation); the hex string a [`JobState`]
+/// records is formatted only at commit time.
 #[derive(Default)]
 struct Boundaries {
     /// (chunk end index, fingerprint of items before it)
-    queue: VecDeque<(u64, String)>,
+    queue: VecDeque<(u64, Fingerprint)>,
 }
 
 enum CkptMsg {
@@ -454,7 +458,7 @@ impl Resumer {
                 next_chunk: c.next_chunk,
                 next_item: c.next_item,
                 results: c.results,
-                input_fingerprint: fingerprint.clone(),
+                input_fingerprint: fingerprint.value(),
                 parts,
                 last_chunks: c.chunks.clone(),
                 failed: c.failed.clone(),
@@ -539,7 +543,7 @@ impl Resumer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .queue
-            .push_back((target, self.fingerprint.value()));
+            .push_back((target, self.fingerprint.clone()));
         Ok(())
     }
 
@@ -555,7 +559,7 @@ impl Resumer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .queue
-            .push_back((chunk.index + 1, self.fingerprint.value()));
+            .push_back((chunk.index + 1, self.fingerprint.clone()));
         Ok(())
     }
 
