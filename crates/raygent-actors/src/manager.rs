@@ -330,7 +330,9 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             None => None,
         };
         let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
-        if let (Some(r), Some(saver)) = (resume.as_mut(), options.saver.take()) {
+        if let Some(r) = resume.as_mut()
+            && let Some(saver) = options.saver.take()
+        {
             options.saver = Some(r.prepare_saver(saver)?);
         }
         let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());

@@ -321,3 +321,22 @@ fn a_job_whose_step_0_fails_saves_nothing_and_reports_the_checkpoint_error() {
         assert!(log.is_empty(), "nothing saved, no step written: {log:?}");
     }
 }
+
+#[test]
+fn a_job_without_checkpoint_keeps_its_saver() {
+    let saver = MemorySaver::new();
+    let mut m =
+        TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard).with_n_cores(2);
+    m.submit_tasks(
+        0..100u64,
+        SubmitOptions::new()
+            .with_chunk_size(10)
+            .with_save_interval(25)
+            .with_saver(saver.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        saver.results(),
+        (0..100u64).map(|x| x * x).collect::<Vec<_>>()
+    );
+}
