@@ -37,8 +37,8 @@
 mod bench_support;
 
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bench_support::{burn, calibrate, median};
@@ -61,11 +61,27 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn tempdir() -> tempfile::TempDir {
-    match std::env::var("RAYGENT_BENCH_DIR") {
+/// Every temporary directory of the program, kept until it exits.
+///
+/// Deleting a run's directory (thousands of parts and checkpoint files)
+/// between runs biases the later runs: on ext4, creating a file soon after
+/// many deletions is CPU-expensive (`ext4_create` -> `recently_deleted`
+/// scans the inode table's buffers; up to a quarter of all samples), so the
+/// runs of the same job drifted from 0.8 s to 2.2 s as the deletions piled
+/// up. Keeping every directory until the end makes the runs independent of
+/// their order (the benchmark writes a few GB in all). Statics are never
+/// dropped: `main` deletes them at its end.
+static TEMPDIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// A new temporary directory, deleted only when the program exits.
+fn tempdir() -> PathBuf {
+    let tmp = match std::env::var("RAYGENT_BENCH_DIR") {
         Ok(dir) => tempfile::tempdir_in(dir).unwrap(),
         Err(_) => tempfile::tempdir().unwrap(),
-    }
+    };
+    let path = tmp.path().to_path_buf();
+    TEMPDIRS.lock().unwrap().push(tmp);
+    path
 }
 
 fn saver(dir: &Path) -> DatasetSaver {
@@ -111,8 +127,7 @@ impl Overhead {
     /// One run; returns its wall time.
     fn run(&self, ckpt: impl Into<Ckpt>) -> Duration {
         let ckpt = ckpt.into();
-        let tmp = tempdir();
-        let out = tmp.path().join("out");
+        let out = tempdir().join("out");
         let iters = self.iters;
         let mut m = TaskManager::with_handler(
             move || {
@@ -153,7 +168,7 @@ impl From<bool> for Ckpt {
 /// writes it, keep 3), over `n` consecutive steps.
 fn checkpoint_write_time(n: u64) -> Duration {
     let tmp = tempdir();
-    let loc = Location::parse(tmp.path().to_str().unwrap()).unwrap();
+    let loc = Location::parse(tmp.to_str().unwrap()).unwrap();
     let store = StepProgressStore::new(
         StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
             .unwrap()
@@ -382,8 +397,7 @@ fn main() {
         "\n2. resume: {resume_chunks} chunks of 1 u64, save interval {interval}, CBOR + checkpoints \
          to a local directory, stopped at item {stop_at}"
     );
-    let tmp = tempdir();
-    let out = tmp.path().join("out");
+    let out = tempdir().join("out");
     let (r, _, first_wall) = resume_run(&out, resume_chunks, interval, u64::MAX, Some(stop_at));
     let committed = match r {
         Err(Error::Interrupted { committed_chunks }) => committed_chunks,
@@ -402,8 +416,7 @@ fn main() {
         report.chunks - report.resumed_chunks
     );
 
-    let tmp2 = tempdir();
-    let out2 = tmp2.path().join("out");
+    let out2 = tempdir().join("out");
     let (r, probe, scratch_wall) = resume_run(&out2, resume_chunks, interval, committed, None);
     r.unwrap();
     let scratch_to_mark = probe.mark_seen.get().unwrap().duration_since(probe.start);
@@ -424,4 +437,5 @@ fn main() {
         "resume reaches the first new chunk {:.1}x sooner than a rerun from scratch",
         scratch_to_mark.as_secs_f64() / to_first.as_secs_f64()
     );
+    TEMPDIRS.lock().unwrap().clear();
 }

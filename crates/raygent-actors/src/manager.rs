@@ -330,8 +330,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             None => None,
         };
         let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
-        if let (Some(r), Some(saver)) = (resume.as_mut(), options.saver.as_mut()) {
-            r.prepare_saver(saver.as_mut())?;
+        if let Some(r) = resume.as_mut()
+            && let Some(saver) = options.saver.take()
+        {
+            options.saver = Some(r.prepare_saver(saver)?);
         }
         let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());
 
@@ -392,6 +394,13 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         let Sink { handler, error, .. } = sink;
         self.handler = Some(handler);
         tracing::info!(items = report.items, chunks = report.chunks, retries = report.retries, failed = report.failed_chunks.len(), wall = ?report.wall_time, "job finished");
+        // Step 0 could not be written (the saver then refused to write):
+        // that is the cause, whatever else failed.
+        let start_failed = resume.as_ref().is_some_and(|r| r.start_failed());
+        let ckpt_result = match ckpt_result {
+            Err(e) if start_failed => return Err(e),
+            other => other,
+        };
         if let Some(e) = error {
             return Err(e);
         }

@@ -11,12 +11,13 @@
 //! to drop anything it wrote past that point.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raygent_core::{
-    Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, Saver, Task, TaskFactory,
+    Batch, Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, SaveError, Saver, Task,
+    TaskFactory,
 };
 use serde::{Deserialize, Serialize};
 
@@ -153,15 +154,123 @@ pub(crate) struct StartPoint {
 /// Fingerprints of the input at chunk boundaries, from the feeder (which
 /// runs ahead) to the checkpoint stage (which needs the fingerprint of
 /// exactly what was committed).
+///
+/// The feeder pushes one entry per chunk, so an entry is the fingerprint's
+/// raw state (two words, no allocation); the hex string a [`JobState`]
+/// records is formatted only at commit time.
 #[derive(Default)]
 struct Boundaries {
     /// (chunk end index, fingerprint of items before it)
-    queue: VecDeque<(u64, String)>,
+    queue: VecDeque<(u64, Fingerprint)>,
 }
 
 enum CkptMsg {
+    /// Step 0: written at once (never coalesced, not rate-limited), then
+    /// the gate opens.
+    First(Box<JobState>, GateGuard),
     Save(Box<JobState>),
     Stop,
+}
+
+/// Whether step 0 (written on the checkpoint thread while the job starts)
+/// is committed: the saver waits for it before writing anything, so no
+/// part is ever written to an output the job does not own yet.
+#[derive(Default)]
+struct Gate {
+    /// `None` while step 0 is being written; then whether it was committed.
+    state: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn set(&self, committed: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.is_none() {
+            *s = Some(committed);
+            self.opened.notify_all();
+        }
+    }
+
+    /// Waits until step 0 is written; whether it was committed.
+    fn wait(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *s {
+                Some(committed) => return committed,
+                None => s = self.opened.wait(s).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    fn failed(&self) -> bool {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) == Some(false)
+    }
+}
+
+/// Opens the gate as failed if dropped before step 0 was written (the
+/// checkpoint thread stopped or panicked), so the saver never waits forever.
+struct GateGuard(Arc<Gate>);
+
+impl GateGuard {
+    fn set(self, committed: bool) {
+        self.0.set(committed);
+    }
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// The job's saver, behind the gate of step 0: the first write (a save or
+/// the finish) waits until step 0 is committed, and refuses if it failed
+/// (the job then reports the checkpoint error).
+struct GatedSaver<O> {
+    inner: Box<dyn Saver<O>>,
+    /// `None` once step 0 is known to be committed.
+    gate: Option<Arc<Gate>>,
+}
+
+impl<O> GatedSaver<O> {
+    fn pass(&mut self) -> Result<(), SaveError> {
+        if let Some(gate) = &self.gate {
+            if !gate.wait() {
+                return Err(SaveError::Other(
+                    "not saved: the job's first checkpoint (step 0) could not be written".into(),
+                ));
+            }
+            self.gate = None;
+        }
+        Ok(())
+    }
+}
+
+impl<O: 'static> Saver<O> for GatedSaver<O> {
+    fn save(&mut self, batch: &Batch<'_, O>) -> Result<(), SaveError> {
+        self.pass()?;
+        self.inner.save(batch)
+    }
+    fn submit(&mut self, batch: &Batch<'_, O>) -> Result<u64, SaveError> {
+        self.pass()?;
+        self.inner.submit(batch)
+    }
+    fn flush(&mut self) -> Result<(), SaveError> {
+        self.inner.flush()
+    }
+    fn finish(&mut self) -> Result<(), SaveError> {
+        self.pass()?;
+        self.inner.finish()
+    }
+    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
+        self.inner.resume(point)
+    }
+    fn check_empty(&mut self) -> Result<(), SaveError> {
+        self.inner.check_empty()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 /// The checkpoint actor: a thread that writes job states, newest first
@@ -184,11 +293,30 @@ impl CheckpointActor {
                 let mut last_write: Option<Instant> = None;
                 while !stop {
                     let Ok(first) = rx.recv() else { break };
+                    if let CkptMsg::First(state, gate) = first {
+                        // Step 0 never waits for the rate limit and does
+                        // not start it: the first commit is written at once.
+                        let _g = tracing::debug_span!("checkpoint", step = 0).entered();
+                        if let Err(e) = store.save(0, &state) {
+                            tracing::error!(error = %e, "checkpoint write failed");
+                            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
+                            slot.get_or_insert(e);
+                            // Set after the error is stored, so whoever
+                            // sees the failed gate finds the error.
+                            drop(slot);
+                            gate.set(false);
+                            break;
+                        }
+                        gate.set(true);
+                        continue;
+                    }
                     // Coalesce: only the newest queued state is written.
                     let mut newest = None;
                     let mut absorb = |msg, stop: &mut bool| match msg {
                         CkptMsg::Save(s) => newest = Some(s),
                         CkptMsg::Stop => *stop = true,
+                        // Sent once, first of all; nothing to coalesce.
+                        CkptMsg::First(..) => {}
                     };
                     absorb(first, &mut stop);
                     for msg in rx.try_iter() {
@@ -243,6 +371,13 @@ impl CheckpointActor {
             .map_err(|_| Error::Runtime("the checkpoint thread stopped".into()))
     }
 
+    /// Queues step 0; `gate` opens when it is written.
+    fn send_first(&self, state: JobState, gate: Arc<Gate>) -> Result<(), Error> {
+        self.tx
+            .send(CkptMsg::First(Box::new(state), GateGuard(gate)))
+            .map_err(|_| Error::Runtime("the checkpoint thread stopped".into()))
+    }
+
     /// Waits for every queued write; returns the first error.
     fn finish(&mut self) -> Result<(), Error> {
         let _ = self.tx.send(CkptMsg::Stop);
@@ -277,6 +412,8 @@ pub(crate) struct Resumer {
     boundaries: Arc<Mutex<Boundaries>>,
     actor: Arc<Mutex<CheckpointActor>>,
     last: Arc<Mutex<Option<JobState>>>,
+    /// The gate of step 0, when this run writes one.
+    gate: Option<Arc<Gate>>,
 }
 
 fn now_secs() -> u64 {
@@ -377,6 +514,7 @@ impl Resumer {
             boundaries: Arc::default(),
             actor: Arc::new(Mutex::new(actor)),
             last: Arc::default(),
+            gate: None,
         })
     }
 
@@ -390,11 +528,14 @@ impl Resumer {
     /// A job with no checkpoint first checks that the output is empty (so
     /// it never replaces results no checkpoint accounts for), then records
     /// step 0 before anything is saved: from then on, whatever is in the
-    /// output belongs to this job and a rerun may clean it up.
+    /// output belongs to this job and a rerun may clean it up. Step 0 is
+    /// written on the checkpoint thread while the job starts; the returned
+    /// saver waits for it before its first write. If it fails, the saver
+    /// writes nothing and [`start_failed`](Self::start_failed) is true.
     pub(crate) fn prepare_saver<O: 'static>(
         &mut self,
-        saver: &mut dyn Saver<O>,
-    ) -> Result<(), Error> {
+        mut saver: Box<dyn Saver<O>>,
+    ) -> Result<Box<dyn Saver<O>>, Error> {
         if self.found_state || self.fresh {
             saver.resume(&ResumePoint {
                 next_chunk: self.start.next_chunk,
@@ -416,10 +557,25 @@ impl Resumer {
                 written_at: now_secs(),
                 complete: false,
             };
-            self.store.save(0, &state)?;
+            let gate = Arc::new(Gate::default());
+            self.actor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send_first(state.clone(), Arc::clone(&gate))?;
             *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            self.gate = Some(Arc::clone(&gate));
+            saver = Box::new(GatedSaver {
+                inner: saver,
+                gate: Some(gate),
+            });
         }
-        Ok(())
+        Ok(saver)
+    }
+
+    /// Whether step 0 could not be written: the job then fails with that
+    /// error (from [`finish`](Self::finish)), whatever else went wrong.
+    pub(crate) fn start_failed(&self) -> bool {
+        self.gate.as_ref().is_some_and(|g| g.failed())
     }
 
     /// The commit observer for the sink: sends a job state per commit.
@@ -454,7 +610,7 @@ impl Resumer {
                 next_chunk: c.next_chunk,
                 next_item: c.next_item,
                 results: c.results,
-                input_fingerprint: fingerprint.clone(),
+                input_fingerprint: fingerprint.value(),
                 parts,
                 last_chunks: c.chunks.clone(),
                 failed: c.failed.clone(),
@@ -539,7 +695,7 @@ impl Resumer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .queue
-            .push_back((target, self.fingerprint.value()));
+            .push_back((target, self.fingerprint.clone()));
         Ok(())
     }
 
@@ -555,7 +711,7 @@ impl Resumer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .queue
-            .push_back((chunk.index + 1, self.fingerprint.value()));
+            .push_back((chunk.index + 1, self.fingerprint.clone()));
         Ok(())
     }
 

@@ -306,3 +306,160 @@ fn with_saves_in_flight_checkpoints_record_only_committed_batches() {
         assert_eq!(inner.steps().last(), Some(&100));
     }
 }
+
+/// A progress store that logs its writes in `log` and can hold or fail
+/// step 0.
+struct LoggingStore {
+    inner: MemoryProgressStore,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Step 0 waits for a message on this channel before it is written.
+    hold_step0: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+    fail_step0: bool,
+}
+
+impl raygent_actors::ProgressStore for LoggingStore {
+    fn load_latest(&self) -> Result<Option<raygent_actors::JobState>, Error> {
+        self.inner.load_latest()
+    }
+    fn save(&self, step: u64, state: &raygent_actors::JobState) -> Result<(), Error> {
+        if step == 0
+            && let Some(rx) = &self.hold_step0
+        {
+            rx.lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap();
+        }
+        if step == 0 && self.fail_step0 {
+            return Err(Error::Runtime("injected: step 0 cannot be written".into()));
+        }
+        self.inner.save(step, state)?;
+        self.log.lock().unwrap().push(format!("step {step}"));
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), Error> {
+        self.inner.clear()
+    }
+    fn location(&self) -> String {
+        "logging".into()
+    }
+}
+
+/// A saver that logs its saves in `log`.
+struct LoggingSaver {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl raygent_core::Saver<u64> for LoggingSaver {
+    fn save(
+        &mut self,
+        batch: &raygent_core::Batch<'_, u64>,
+    ) -> Result<(), raygent_core::SaveError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("save {:?}", batch.chunks));
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), raygent_core::SaveError> {
+        self.log.lock().unwrap().push("finish".into());
+        Ok(())
+    }
+}
+
+#[test]
+fn step_0_is_committed_before_anything_is_saved_while_tasks_already_run() {
+    for sequential in [false, true] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store = LoggingStore {
+            inner: MemoryProgressStore::new(),
+            log: Arc::clone(&log),
+            hold_step0: Some(Mutex::new(rx)),
+            fail_step0: false,
+        };
+        // The first task releases step 0: the job computes before step 0
+        // is written (it no longer waits for it), and saves only after.
+        let tx = Mutex::new(tx);
+        let mut m = TaskManager::with_handler(
+            move || {
+                let tx = tx.lock().unwrap().clone();
+                task_fn("sq", move |x: &u64| {
+                    let _ = tx.send(());
+                    Ok(x * x)
+                })
+            },
+            Discard,
+        )
+        .with_n_cores(2)
+        .with_sequential(sequential);
+        m.submit_tasks(
+            0..1000u64,
+            SubmitOptions::new()
+                .with_chunk_size(10)
+                .with_save_interval(100)
+                .with_saver(LoggingSaver {
+                    log: Arc::clone(&log),
+                })
+                .with_checkpoint(ResumeConfig::new(Arc::new(store))),
+        )
+        .unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.first().map(String::as_str), Some("step 0"), "{log:?}");
+        assert_eq!(log.iter().filter(|e| e.starts_with("save")).count(), 10);
+        assert_eq!(log.last().map(String::as_str), Some("step 100"), "{log:?}");
+    }
+}
+
+#[test]
+fn a_job_whose_step_0_fails_saves_nothing_and_reports_the_checkpoint_error() {
+    for (sequential, items) in [(false, 1000u64), (true, 1000), (false, 0)] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let store = LoggingStore {
+            inner: MemoryProgressStore::new(),
+            log: Arc::clone(&log),
+            hold_step0: None,
+            fail_step0: true,
+        };
+        let mut m = TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard)
+            .with_n_cores(2)
+            .with_sequential(sequential);
+        let err = m
+            .submit_tasks(
+                0..items,
+                SubmitOptions::new()
+                    .with_chunk_size(10)
+                    .with_save_interval(100)
+                    .with_saver(LoggingSaver {
+                        log: Arc::clone(&log),
+                    })
+                    .with_checkpoint(ResumeConfig::new(Arc::new(store))),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Runtime(m) if m.contains("injected: step 0")),
+            "{err:?}"
+        );
+        let log = log.lock().unwrap().clone();
+        assert!(log.is_empty(), "nothing saved, no step written: {log:?}");
+    }
+}
+
+#[test]
+fn a_job_without_checkpoint_keeps_its_saver() {
+    let saver = MemorySaver::new();
+    let mut m =
+        TaskManager::with_handler(|| task_fn("sq", |x: &u64| Ok(x * x)), Discard).with_n_cores(2);
+    m.submit_tasks(
+        0..100u64,
+        SubmitOptions::new()
+            .with_chunk_size(10)
+            .with_save_interval(25)
+            .with_saver(saver.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        saver.results(),
+        (0..100u64).map(|x| x * x).collect::<Vec<_>>()
+    );
+}

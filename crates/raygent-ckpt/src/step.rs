@@ -17,11 +17,14 @@ use crate::checkpointable::Checkpointable;
 use crate::error::{Error, Result};
 use crate::io::{self, Io, loc};
 
-/// The object that commits a step; written last, with a conditional create.
+/// The object that commits a step, written last: the size of the state and
+/// the step's [`Metadata`] (JSON).
 pub const COMMIT_FILE: &str = "COMMIT";
 /// The serialized state of a step (CBOR).
 pub const STATE_FILE: &str = "state.cbor";
-/// The step's metadata (JSON).
+/// The metadata of steps written by earlier versions, whose `COMMIT` held
+/// no metadata. Such steps are still read, and this file is deleted with
+/// its step; new steps have no such file.
 pub const METADATA_FILE: &str = "metadata.json";
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 2;
@@ -91,7 +94,7 @@ impl From<String> for MetaValue {
     }
 }
 
-/// What `metadata.json` of a step holds.
+/// A step's metadata (kept in its `COMMIT` object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Metadata {
@@ -129,7 +132,7 @@ pub struct SaveOptions {
     /// Replace a committed step with the same number (otherwise the save
     /// fails with [`Error::StepExists`]).
     pub overwrite: bool,
-    /// User metadata stored in the step's `metadata.json`.
+    /// User metadata stored in the step's `COMMIT` object.
     pub metadata: BTreeMap<String, MetaValue>,
 }
 
@@ -157,6 +160,12 @@ impl SaveOptions {
 struct Commit {
     step: u64,
     state_bytes: u64,
+    /// `None` in a step written by an earlier version: its metadata is in
+    /// [`METADATA_FILE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at_ms: Option<u64>,
+    #[serde(default)]
+    user: BTreeMap<String, MetaValue>,
 }
 
 /// What this process knows about the steps under the prefix. It is the
@@ -169,6 +178,17 @@ struct Cache {
     /// Step directories without COMMIT (left by a crash or a failed save),
     /// removed once a newer step is committed.
     dirty: BTreeSet<u64>,
+    /// Step directories that hold a [`METADATA_FILE`] (written by an
+    /// earlier version), deleted with their step.
+    legacy: BTreeSet<u64>,
+}
+
+/// What a listing of the prefix found.
+#[derive(Debug, Default)]
+struct Scan {
+    committed: BTreeSet<u64>,
+    uncommitted: BTreeSet<u64>,
+    legacy: BTreeSet<u64>,
 }
 
 #[derive(Debug)]
@@ -184,8 +204,12 @@ struct Shared {
 struct StepWrite {
     step: u64,
     state: Bytes,
-    metadata: Bytes,
+    /// The encoded [`Commit`].
+    commit: Bytes,
     replace: bool,
+    /// Whether the save may replace a committed step: COMMIT is then a plain
+    /// overwrite, otherwise a conditional create.
+    overwrite: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,9 +248,10 @@ impl Shared {
         }
     }
 
-    /// Committed steps and step directories without a commit.
-    async fn scan(&self) -> Result<(BTreeSet<u64>, BTreeSet<u64>)> {
-        let mut committed = BTreeSet::new();
+    /// Committed steps, step directories without a commit, and those with
+    /// a [`METADATA_FILE`].
+    async fn scan(&self) -> Result<Scan> {
+        let mut scan = Scan::default();
         let mut seen = BTreeSet::new();
         for path in io::list(&*self.store, &self.prefix).await? {
             let Some(step) = io::first_segment_below(&path, &self.prefix)
@@ -236,14 +261,31 @@ impl Shared {
                 continue;
             };
             seen.insert(step);
-            if path.filename() == Some(COMMIT_FILE)
-                && path.parts().count() == self.prefix.parts().count() + 2
-            {
-                committed.insert(step);
+            if path.parts().count() != self.prefix.parts().count() + 2 {
+                continue;
+            }
+            match path.filename() {
+                Some(COMMIT_FILE) => {
+                    scan.committed.insert(step);
+                }
+                Some(METADATA_FILE) => {
+                    scan.legacy.insert(step);
+                }
+                _ => {}
             }
         }
-        let uncommitted = seen.difference(&committed).copied().collect();
-        Ok((committed, uncommitted))
+        scan.uncommitted = seen.difference(&scan.committed).copied().collect();
+        Ok(scan)
+    }
+
+    /// The data objects of step `step` (everything but COMMIT).
+    fn data_paths(&self, step: u64) -> Vec<Path> {
+        let dir = self.dir(step);
+        let mut v = vec![dir.clone().join(STATE_FILE)];
+        if lock(&self.cache).legacy.remove(&step) {
+            v.push(dir.join(METADATA_FILE));
+        }
+        v
     }
 
     async fn write(&self, job: StepWrite) -> Result<()> {
@@ -274,26 +316,15 @@ impl Shared {
             io::delete(store, vec![commit.clone()]).await?;
             lock(&self.cache).committed.remove(&job.step);
         }
-        let (state_path, meta_path) = (
-            dir.clone().join(STATE_FILE),
-            dir.clone().join(METADATA_FILE),
-        );
-        futures::try_join!(
-            io::put_or_err(store, &state_path, job.state.clone()),
-            io::put_or_err(store, &meta_path, job.metadata.clone()),
-        )?;
+        io::put_or_err(store, &dir.clone().join(STATE_FILE), job.state.clone()).await?;
         // Crash tests freeze the process here: data written, no commit yet.
         raygent_core::failpoint("checkpoint-before-commit");
-        let marker = serde_json::to_vec(&Commit {
-            step: job.step,
-            state_bytes: job.state.len() as u64,
-        })
-        .map_err(|e| Error::Codec {
-            action: "encode",
-            location: loc(store, &commit),
-            message: e.to_string(),
-        })?;
-        let marker = Bytes::from(marker);
+        let marker = job.commit.clone();
+        if job.overwrite {
+            // Replacing a committed step is allowed: a plain put (on a local
+            // directory it saves the hard link and unlink of a create).
+            return io::put_or_err(store, &commit, marker).await;
+        }
         match io::put(store, &commit, marker.clone(), true).await {
             Ok(()) => Ok(()),
             // A store without conditional puts (S3 with conditional put
@@ -347,50 +378,67 @@ impl Shared {
                 lock(&self.cache).committed.insert(s);
                 continue;
             }
-            let data = vec![
-                dir.clone().join(STATE_FILE),
-                dir.clone().join(METADATA_FILE),
-            ];
-            if let Err(e) = io::delete(store, data).await {
+            let data = self.data_paths(s);
+            if let Err(e) = io::delete(store, data.clone()).await {
                 tracing::warn!(step = s, error = %e, "cannot remove an old checkpoint step's data");
-                lock(&self.cache).dirty.insert(s);
+                self.keep_for_retry(s, &data);
             }
         }
         for d in dirty {
-            let dir = self.dir(d);
-            let data = vec![
-                dir.clone().join(STATE_FILE),
-                dir.clone().join(METADATA_FILE),
-            ];
-            if let Err(e) = io::delete(store, data).await {
+            let data = self.data_paths(d);
+            if let Err(e) = io::delete(store, data.clone()).await {
                 tracing::warn!(step = d, error = %e, "cannot remove an uncommitted checkpoint step");
-                lock(&self.cache).dirty.insert(d);
+                self.keep_for_retry(d, &data);
             }
+        }
+    }
+
+    /// After a failed deletion of `data`: the step is retried as dirty.
+    fn keep_for_retry(&self, step: u64, data: &[Path]) {
+        let mut c = lock(&self.cache);
+        c.dirty.insert(step);
+        if data.iter().any(|p| p.filename() == Some(METADATA_FILE)) {
+            c.legacy.insert(step);
         }
     }
 
     async fn committed_steps(&self) -> Result<Vec<u64>> {
-        Ok(self.scan().await?.0.into_iter().collect())
+        Ok(self.scan().await?.committed.into_iter().collect())
+    }
+
+    /// The decoded COMMIT object of `step`, `None` when it is not committed.
+    async fn read_commit(&self, step: u64) -> Result<Option<Commit>> {
+        let store = &*self.store;
+        let path = self.dir(step).join(COMMIT_FILE);
+        let Some(bytes) = io::get(store, &path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                location: loc(store, &path),
+                message: format!("unreadable commit marker: {e}"),
+            })
     }
 
     /// The raw state bytes of a committed step.
     async fn read_state(&self, step: u64) -> Result<Bytes> {
+        Ok(self.read_step(step).await?.0)
+    }
+
+    /// The raw state bytes of a committed step and its COMMIT object.
+    async fn read_step(&self, step: u64) -> Result<(Bytes, Commit)> {
         let store = &*self.store;
         let dir = self.dir(step);
-        let (commit_path, state_path) =
-            (dir.clone().join(COMMIT_FILE), dir.clone().join(STATE_FILE));
+        let state_path = dir.clone().join(STATE_FILE);
         let (commit, state) =
-            futures::try_join!(io::get(store, &commit_path), io::get(store, &state_path),)?;
+            futures::try_join!(self.read_commit(step), io::get(store, &state_path))?;
         let Some(commit) = commit else {
             return Err(Error::StepNotFound {
                 step,
                 location: self.loc(step),
             });
         };
-        let commit: Commit = serde_json::from_slice(&commit).map_err(|e| Error::Corrupt {
-            location: loc(store, &dir.clone().join(COMMIT_FILE)),
-            message: format!("unreadable commit marker: {e}"),
-        })?;
         let Some(state) = state else {
             return Err(Error::Corrupt {
                 location: self.loc(step),
@@ -407,25 +455,34 @@ impl Shared {
                 ),
             });
         }
-        Ok(state)
+        Ok((state, commit))
     }
 
     async fn read_metadata(&self, step: u64) -> Result<Metadata> {
-        let store = &*self.store;
-        let dir = self.dir(step);
-        let (commit_path, meta_path) = (
-            dir.clone().join(COMMIT_FILE),
-            dir.clone().join(METADATA_FILE),
-        );
-        let (committed, meta) =
-            futures::try_join!(io::exists(store, &commit_path), io::get(store, &meta_path),)?;
-        if !committed {
+        let Some(commit) = self.read_commit(step).await? else {
             return Err(Error::StepNotFound {
                 step,
                 location: self.loc(step),
             });
+        };
+        self.metadata_of(step, commit).await
+    }
+
+    /// The metadata recorded in `commit`, the COMMIT object of `step` (or,
+    /// for a step written by an earlier version, in its [`METADATA_FILE`]).
+    async fn metadata_of(&self, step: u64, commit: Commit) -> Result<Metadata> {
+        if let Some(created_at_ms) = commit.created_at_ms {
+            return Ok(Metadata {
+                step,
+                created_at_ms,
+                user: commit.user,
+            });
         }
-        let Some(meta) = meta else {
+        // A step written by an earlier version.
+        let store = &*self.store;
+        let dir = self.dir(step);
+        let meta_path = dir.clone().join(METADATA_FILE);
+        let Some(meta) = io::get(store, &meta_path).await? else {
             return Err(Error::Corrupt {
                 location: self.loc(step),
                 message: format!("the step is committed but {METADATA_FILE} is missing"),
@@ -454,20 +511,22 @@ impl Shared {
 /// Layout under the prefix, one directory per step:
 ///
 /// ```text
-/// <prefix>/step-00000000000000000042/state.cbor     the state (CBOR)
-/// <prefix>/step-00000000000000000042/metadata.json  step, time, user metadata
-/// <prefix>/step-00000000000000000042/COMMIT         written last: the step exists
+/// <prefix>/step-00000000000000000042/state.cbor  the state (CBOR)
+/// <prefix>/step-00000000000000000042/COMMIT      written last: the step exists;
+///                                                state size, time, user metadata (JSON)
 /// ```
 ///
 /// A step is visible (listed, restorable) only once its `COMMIT` object
-/// exists; `COMMIT` is written after the data with a conditional create, so
-/// a save killed at any instant leaves either the previous steps only, or
-/// the new step complete. Old steps are deleted (commit first) only after a
-/// newer one is committed.
+/// exists; `COMMIT` is written after the state (with a conditional create,
+/// unless the save allows overwriting), so a save killed at any instant
+/// leaves either the previous steps only, or the new step complete. Old
+/// steps are deleted (commit first) only after a newer one is committed.
+/// Steps written by earlier versions, with their metadata in a separate
+/// [`METADATA_FILE`], are still read.
 ///
 /// One checkpointer should be the only writer under its prefix (readers in
 /// other processes are fine): it lists the prefix once, at its first save,
-/// and then tracks the steps itself, so a save costs three small writes.
+/// and then tracks the steps itself, so a save costs two small writes.
 ///
 /// The API is blocking: the checkpointer runs its requests on a private
 /// runtime. Call it from plain threads, never from inside an async runtime
@@ -623,14 +682,15 @@ impl StepCheckpointer {
             location: format!("the state of step {step} for {}", sh.loc(step)),
             message: e.to_string(),
         })?;
-        let metadata = Metadata {
+        let commit = Commit {
             step,
-            created_at_ms: io::now_ms(),
+            state_bytes: buf.len() as u64,
+            created_at_ms: Some(io::now_ms()),
             user: opts.metadata,
         };
-        let metadata = serde_json::to_vec_pretty(&metadata).map_err(|e| Error::Codec {
+        let commit = serde_json::to_vec(&commit).map_err(|e| Error::Codec {
             action: "encode",
-            location: format!("the metadata of step {step} for {}", sh.loc(step)),
+            location: format!("the commit marker of step {step} for {}", sh.loc(step)),
             message: e.to_string(),
         })?;
 
@@ -664,8 +724,9 @@ impl StepCheckpointer {
         let job = StepWrite {
             step,
             state: buf.into(),
-            metadata: metadata.into(),
+            commit: commit.into(),
             replace,
+            overwrite: opts.overwrite,
         };
         match permit {
             Some(permit) => {
@@ -703,14 +764,18 @@ impl StepCheckpointer {
         if lock(&sh.cache).scanned {
             return Ok(());
         }
-        let (committed, uncommitted) = self.io.block_on(sh.scan())??;
+        let scan = self.io.block_on(sh.scan())??;
         let mut guard = lock(&sh.cache);
         let c = &mut *guard;
         if !c.scanned {
-            c.committed.extend(committed);
+            c.committed.extend(scan.committed);
             let in_flight = &c.in_flight;
-            c.dirty
-                .extend(uncommitted.into_iter().filter(|s| !in_flight.contains(s)));
+            c.dirty.extend(
+                scan.uncommitted
+                    .into_iter()
+                    .filter(|s| !in_flight.contains(s)),
+            );
+            c.legacy.extend(scan.legacy);
             c.scanned = true;
         }
         Ok(())
@@ -780,7 +845,8 @@ impl StepCheckpointer {
         };
         let sh = &self.shared;
         let (bytes, meta) = self.io.block_on(async {
-            futures::try_join!(sh.read_state(step), sh.read_metadata(step))
+            let (bytes, commit) = sh.read_step(step).await?;
+            Ok::<_, Error>((bytes, sh.metadata_of(step, commit).await?))
         })??;
         Ok(Some((step, sh.decode(step, &bytes)?, meta)))
     }

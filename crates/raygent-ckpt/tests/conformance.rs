@@ -80,6 +80,7 @@ conformance!(
     step_async,
     step_async_failure,
     step_half_written_invisible,
+    step_legacy_layout,
     stage_write_load,
     stage_checkpoint,
     stage_allow_partial,
