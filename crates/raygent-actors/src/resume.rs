@@ -98,7 +98,7 @@ pub struct ResumeConfig {
 }
 
 /// The default shortest time between two checkpoint writes.
-pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for ResumeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,7 +120,7 @@ impl ResumeConfig {
             min_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
-    /// The shortest time between two checkpoint writes (default 200 ms):
+    /// The shortest time between two checkpoint writes (default 1 s):
     /// commits that come faster are coalesced into the next write. Any
     /// value is safe (parts past the checkpoint are redone on resume); a
     /// longer one costs less I/O and redoes more work after a crash. The
@@ -294,8 +294,9 @@ impl CheckpointActor {
                 while !stop {
                     let Ok(first) = rx.recv() else { break };
                     if let CkptMsg::First(state, gate) = first {
-                        // Step 0 never waits for the rate limit and does
-                        // not start it: the first commit is written at once.
+                        // Step 0 never waits for the rate limit, and
+                        // starts it: a job shorter than the interval writes
+                        // step 0 and its last step, nothing in between.
                         let _g = tracing::debug_span!("checkpoint", step = 0).entered();
                         if let Err(e) = store.save(0, &state) {
                             tracing::error!(error = %e, "checkpoint write failed");
@@ -308,6 +309,7 @@ impl CheckpointActor {
                             break;
                         }
                         gate.set(true);
+                        last_write = Some(Instant::now());
                         continue;
                     }
                     // Coalesce: only the newest queued state is written.

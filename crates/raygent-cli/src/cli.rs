@@ -110,7 +110,7 @@ pub struct RunArgs {
     /// Shortest time between two checkpoint writes, like `200ms` or `5s`
     /// (commits in between are coalesced; a crash redoes at most that much
     /// saved work).
-    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
     /// Discard an earlier run's checkpoint and output and start over.
     #[arg(long)]
