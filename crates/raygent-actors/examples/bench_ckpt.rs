@@ -27,7 +27,7 @@
 //! 5,000,000), `RAYGENT_BENCH_CHUNK` its chunk size (default 100),
 //! `RAYGENT_BENCH_SAVE_INTERVAL` results per part (`SAVE_INTERVAL`, default
 //! 10,000), `RAYGENT_BENCH_CPU_ITEMS` items of the CPU-bound job (default
-//! 30,000), `RAYGENT_BENCH_RUNS` runs of each variant in part 1 (default 5),
+//! 30,000), `RAYGENT_BENCH_RUNS` runs of each variant in part 1 (default 11),
 //! `RAYGENT_BENCH_RESUME_CHUNKS` chunks of part 2 (default 1,000,000),
 //! `RAYGENT_BENCH_DIR` where the temporary directories go (default: the
 //! system's).
@@ -109,6 +109,18 @@ struct Overhead {
     interval: usize,
     /// Iterations of `burn` per item; 0 squares the item.
     iters: u64,
+    /// CPU time (user + system, all threads) of the last run.
+    last_cpu: std::cell::Cell<Duration>,
+}
+
+/// CPU time used by this process so far (every thread).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// Where a run of part 1 keeps its checkpoints.
@@ -152,9 +164,11 @@ impl Overhead {
                 opts = opts.with_checkpoint(ResumeConfig::new(Arc::new(MemoryProgressStore::new())))
             }
         }
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_time());
         m.submit_tasks(0..self.items, opts).unwrap();
-        t.elapsed()
+        let wall = t.elapsed();
+        self.last_cpu.set(cpu_time().saturating_sub(cpu));
+        wall
     }
 }
 
@@ -267,7 +281,7 @@ fn main() {
     let n = env_u64("RAYGENT_BENCH_ITEMS", 5_000_000);
     let chunk = env_u64("RAYGENT_BENCH_CHUNK", 100) as usize;
     let interval = env_u64("RAYGENT_BENCH_SAVE_INTERVAL", 10_000) as usize;
-    let runs = env_u64("RAYGENT_BENCH_RUNS", 5).max(1) as usize;
+    let runs = env_u64("RAYGENT_BENCH_RUNS", 11).max(1) as usize;
     let cpu_items = env_u64("RAYGENT_BENCH_CPU_ITEMS", 30_000);
     let resume_chunks = env_u64("RAYGENT_BENCH_RESUME_CHUNKS", 1_000_000);
     println!("raygent checkpoint benchmark: {cores} cores");
@@ -281,6 +295,7 @@ fn main() {
             chunk,
             interval,
             iters: 0,
+            last_cpu: Default::default(),
         },
         Overhead {
             label: format!("square a u64, chunk {chunk}"),
@@ -288,6 +303,7 @@ fn main() {
             chunk,
             interval: interval * 10,
             iters: 0,
+            last_cpu: Default::default(),
         },
         Overhead {
             label: "~100 µs/item, chunk 10".into(),
@@ -295,14 +311,17 @@ fn main() {
             chunk: 10,
             interval: interval / 10,
             iters: cpu_iters,
+            last_cpu: Default::default(),
         },
     ];
     println!(
         "\n1. checkpoint overhead: CBOR parts to a local directory (fsynced), with and without \
-         step checkpoints (keep 3) next to them; runs alternate; median of {runs} (runs in ms)"
+         step checkpoints (keep 3) next to them; runs alternate (each pair in turn order); \
+         medians of {runs}; `pairs`: median of the {runs} ratios with/without of adjacent runs \
+         (runs in ms)"
     );
     println!(
-        "{:<26} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8}   {:<24} {:<24}",
+        "{:<26} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>6}   {:<24} {:<24}",
         "task",
         "items",
         "interval",
@@ -310,6 +329,7 @@ fn main() {
         "without ms",
         "with ms",
         "with/w.o",
+        "pairs",
         "runs without",
         "runs with"
     );
@@ -323,13 +343,35 @@ fn main() {
         c.run(true); // warm up (page cache, allocator)
         let mut without = Vec::new();
         let mut with = Vec::new();
-        for _ in 0..runs {
-            without.push(c.run(false));
-            with.push(c.run(true));
+        let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            // Alternate which goes first, so a drift of the machine does
+            // not favour one variant.
+            for ckpt in if i % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            } {
+                let wall = c.run(ckpt);
+                if ckpt {
+                    with.push(wall);
+                    cpu_with.push(c.last_cpu.get());
+                } else {
+                    without.push(wall);
+                    cpu_without.push(c.last_cpu.get());
+                }
+            }
         }
+        let mut ratios: Vec<f64> = with
+            .iter()
+            .zip(&without)
+            .map(|(w, o)| w.as_secs_f64() / o.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let pairs = ratios[ratios.len() / 2];
         let (a, b) = (median(without.clone()), median(with.clone()));
         println!(
-            "{:<26} {:>9} {:>9} {:>6} {:>10.1} {:>10.1} {:>8.3}   {:<24} {:<24}",
+            "{:<26} {:>9} {:>9} {:>6} {:>10.1} {:>10.1} {:>8.3} {:>6.3}   {:<24} {:<24}",
             c.label,
             c.items,
             c.interval,
@@ -337,8 +379,18 @@ fn main() {
             ms(a),
             ms(b),
             b.as_secs_f64() / a.as_secs_f64(),
+            pairs,
             list(&without),
             list(&with)
+        );
+        let (ca, cb) = (median(cpu_without), median(cpu_with));
+        println!(
+            "{:<26} CPU time of the job (all threads, medians): without {:.1} ms, with {:.1} ms, \
+             with/w.o {:.3}",
+            "",
+            ms(ca),
+            ms(cb),
+            cb.as_secs_f64() / ca.as_secs_f64()
         );
     }
     // Where the difference goes.
@@ -348,6 +400,7 @@ fn main() {
         chunk,
         interval,
         iters: 0,
+        last_cpu: Default::default(),
     };
     small.run(true);
     let (mut a, mut b) = (Vec::new(), Vec::new());
