@@ -97,7 +97,8 @@ fn checkpoint(dir: &Path) -> ResumeConfig {
     let loc = Location::parse(dir.to_str().unwrap()).unwrap();
     let steps = StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
         .unwrap()
-        .with_keep(3);
+        .with_keep(3)
+        .with_local_dir(dir.join("_checkpoints"));
     ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
 }
 

@@ -199,6 +199,9 @@ struct Shared {
     keep: AtomicUsize,
     cache: Mutex<Cache>,
     failure: Mutex<Option<Error>>,
+    /// The local directory `prefix` maps to, if the store is a local disk:
+    /// emptied step directories are removed there.
+    local_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 struct StepWrite {
@@ -382,13 +385,32 @@ impl Shared {
             if let Err(e) = io::delete(store, data.clone()).await {
                 tracing::warn!(step = s, error = %e, "cannot remove an old checkpoint step's data");
                 self.keep_for_retry(s, &data);
+                continue;
             }
+            self.remove_local_step_dir(s);
         }
         for d in dirty {
             let data = self.data_paths(d);
             if let Err(e) = io::delete(store, data.clone()).await {
                 tracing::warn!(step = d, error = %e, "cannot remove an uncommitted checkpoint step");
                 self.keep_for_retry(d, &data);
+                continue;
+            }
+            self.remove_local_step_dir(d);
+        }
+    }
+
+    /// On a local disk, removes the directory of a step whose objects are
+    /// gone (object stores have no directories to remove; a local store
+    /// would otherwise keep one empty directory per checkpoint ever
+    /// written). Only an empty directory is removed; anything else is left.
+    fn remove_local_step_dir(&self, step: u64) {
+        if let Some(root) = self.local_dir.get() {
+            let dir = root.join(step_dir_name(step));
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "step directory kept"),
             }
         }
     }
@@ -579,12 +601,23 @@ impl StepCheckpointer {
                 keep: AtomicUsize::new(0),
                 cache: Mutex::new(Cache::default()),
                 failure: Mutex::new(None),
+                local_dir: std::sync::OnceLock::new(),
             }),
             async_mode: false,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             io: Io::new()?,
         })
+    }
+
+    /// Declares that the store is a local disk and `prefix` is the
+    /// directory `dir` on it: the directories of deleted steps (keep-N,
+    /// [`clear`](Self::clear)) are then removed as well, so a long job does
+    /// not leave one empty directory per checkpoint behind.
+    pub fn with_local_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        // Set once, before the checkpointer is shared.
+        let _ = self.shared.local_dir.set(dir.into());
+        self
     }
 
     /// Keeps only the `n` newest committed steps (at least 1); older ones
@@ -804,8 +837,17 @@ impl StepCheckpointer {
         let (commits, data): (Vec<Path>, Vec<Path>) = paths
             .into_iter()
             .partition(|p| p.filename() == Some(COMMIT_FILE));
+        let steps: BTreeSet<u64> = commits
+            .iter()
+            .chain(&data)
+            .filter_map(|p| io::first_segment_below(p, &sh.prefix))
+            .filter_map(|name| parse_step_dir(&name))
+            .collect();
         self.io.block_on(io::delete(store, commits))??;
         self.io.block_on(io::delete(store, data))??;
+        for step in steps {
+            sh.remove_local_step_dir(step);
+        }
         *lock(&sh.cache) = Cache {
             scanned: true,
             ..Cache::default()

@@ -108,3 +108,40 @@ fn clear_removes_every_step_and_saving_starts_over() {
     assert_eq!(other.list_steps().unwrap(), vec![1]);
     assert_eq!(other.load_state::<u64>(1).unwrap(), 10);
 }
+
+#[test]
+fn on_a_local_disk_deleted_steps_leave_no_directories() {
+    use raygent_ckpt::step_dir_name;
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(tmp.path()).unwrap());
+    let ckpt = StepCheckpointer::new(store, Path::from("steps"))
+        .unwrap()
+        .with_keep(2)
+        .with_local_dir(tmp.path().join("steps"));
+    let dirs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(tmp.path().join("steps"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    ckpt.save_state(0, &0u64, SaveOptions::new()).unwrap();
+    // Something else put a file in step 0's directory: that one is kept.
+    let note = tmp.path().join("steps").join(step_dir_name(0)).join("note");
+    std::fs::write(&note, b"x").unwrap();
+    for step in 1..6u64 {
+        ckpt.save_state(step, &step, SaveOptions::new()).unwrap();
+    }
+    assert_eq!(ckpt.list_steps().unwrap(), [4, 5]);
+    assert_eq!(
+        dirs(),
+        [step_dir_name(0), step_dir_name(4), step_dir_name(5)]
+    );
+    assert!(note.exists());
+    // `clear` removes every object under the prefix, then the directories.
+    ckpt.clear().unwrap();
+    assert_eq!(ckpt.list_steps().unwrap(), [] as [u64; 0]);
+    assert_eq!(dirs(), [] as [String; 0]);
+}

@@ -37,8 +37,15 @@ pub fn checkpoints(out: &Location) -> Result<StepCheckpointer, Failure> {
     // A client of its own: an S3 client's connection pool belongs to the
     // runtime that opened it, and the saver has its own runtime.
     let own = location(out.url())?;
+    let local_dir = own.local_dir().map(|d| d.join(CHECKPOINT_DIR));
     StepCheckpointer::new(Arc::clone(own.store()), own.path(CHECKPOINT_DIR))
-        .map(|c| c.with_keep(3))
+        .map(|c| {
+            let c = c.with_keep(3);
+            match local_dir {
+                Some(dir) => c.with_local_dir(dir),
+                None => c,
+            }
+        })
         .with_context(|| format!("opening the checkpoints under {}", out.url()))
         .map_err(Failure::failed)
 }
