@@ -11,7 +11,7 @@
 //! to drop anything it wrote past that point.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -164,12 +164,21 @@ struct Boundaries {
     queue: VecDeque<(u64, Fingerprint)>,
 }
 
-enum CkptMsg {
+/// What the checkpoint thread has to do, shared with the job's threads.
+/// A commit only replaces `newest` under the lock: the thread is woken only
+/// when it waits for work, never once per commit while it sleeps out the
+/// interval.
+#[derive(Default)]
+struct Pending {
     /// Step 0: written at once (never coalesced, not rate-limited), then
     /// the gate opens.
-    First(Box<JobState>, GateGuard),
-    Save(Box<JobState>),
-    Stop,
+    first: Option<(Box<JobState>, GateGuard)>,
+    /// The newest commit not written yet; it covers any before it.
+    newest: Option<Box<JobState>>,
+    /// The job is over: write what is pending at once, then exit.
+    stop: bool,
+    /// The thread waits for work (a commit must wake it).
+    idle: bool,
 }
 
 /// Whether step 0 (written on the checkpoint thread while the job starts)
@@ -274,115 +283,145 @@ impl<O: 'static> Saver<O> for GatedSaver<O> {
 }
 
 /// The checkpoint actor: a thread that writes job states, newest first
-/// wins, and reports the first error.
+/// wins, at most one per interval, and reports the first error.
 struct CheckpointActor {
-    tx: mpsc::Sender<CkptMsg>,
+    pending: Arc<(Mutex<Pending>, Condvar)>,
     handle: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<Error>>>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl CheckpointActor {
     fn start(store: Arc<dyn ProgressStore>, min_interval: Duration) -> Result<Self, Error> {
-        let (tx, rx) = mpsc::channel::<CkptMsg>();
+        let pending = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
         let error = Arc::new(Mutex::new(None));
-        let err = Arc::clone(&error);
+        let (shared, err) = (Arc::clone(&pending), Arc::clone(&error));
         let handle = std::thread::Builder::new()
             .name("raygent-ckpt".into())
-            .spawn(move || {
-                let mut stop = false;
-                let mut last_write: Option<Instant> = None;
-                while !stop {
-                    let Ok(first) = rx.recv() else { break };
-                    if let CkptMsg::First(state, gate) = first {
-                        // Step 0 never waits for the rate limit, and
-                        // starts it: a job shorter than the interval writes
-                        // step 0 and its last step, nothing in between.
-                        let _g = tracing::debug_span!("checkpoint", step = 0).entered();
-                        if let Err(e) = store.save(0, &state) {
-                            tracing::error!(error = %e, "checkpoint write failed");
-                            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
-                            slot.get_or_insert(e);
-                            // Set after the error is stored, so whoever
-                            // sees the failed gate finds the error.
-                            drop(slot);
-                            gate.set(false);
-                            break;
-                        }
-                        gate.set(true);
-                        last_write = Some(Instant::now());
-                        continue;
-                    }
-                    // Coalesce: only the newest queued state is written.
-                    let mut newest = None;
-                    let mut absorb = |msg, stop: &mut bool| match msg {
-                        CkptMsg::Save(s) => newest = Some(s),
-                        CkptMsg::Stop => *stop = true,
-                        // Sent once, first of all; nothing to coalesce.
-                        CkptMsg::First(..) => {}
-                    };
-                    absorb(first, &mut stop);
-                    for msg in rx.try_iter() {
-                        absorb(msg, &mut stop);
-                    }
-                    // Rate limit: within `min_interval` of the last write,
-                    // keep collecting (a stop or the end is written at once).
-                    if let Some(deadline) = last_write.map(|t| t + min_interval) {
-                        while !stop {
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            if left.is_zero() {
-                                break;
-                            }
-                            match rx.recv_timeout(left) {
-                                Ok(msg) => absorb(msg, &mut stop),
-                                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                                Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
-                            }
-                        }
-                    }
-                    if let Some(state) = newest {
-                        let span = tracing::debug_span!("checkpoint", step = state.next_chunk);
-                        let _g = span.enter();
-                        if let Err(e) = store.save(state.next_chunk, &state) {
-                            tracing::error!(error = %e, "checkpoint write failed");
-                            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
-                            slot.get_or_insert(e);
-                            break;
-                        }
-                        last_write = Some(Instant::now());
-                    }
-                }
-            })
+            .spawn(move || Self::run(&store, min_interval, &shared, &err))
             .map_err(|e| Error::Runtime(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(CheckpointActor {
-            tx,
+            pending,
             handle: Some(handle),
             error,
         })
     }
 
-    fn take_error(&self) -> Option<Error> {
-        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// The thread: step 0 first, then the newest commit at most once per
+    /// `min_interval` (a stop is written at once), until stopped.
+    fn run(
+        store: &Arc<dyn ProgressStore>,
+        min_interval: Duration,
+        shared: &(Mutex<Pending>, Condvar),
+        err: &Mutex<Option<Error>>,
+    ) {
+        let (slot, cv) = shared;
+        let mut last_write: Option<Instant> = None;
+        let fail = |e: Error| {
+            tracing::error!(error = %e, "checkpoint write failed");
+            lock(err).get_or_insert(e);
+        };
+        loop {
+            let mut p = lock(slot);
+            while p.first.is_none() && p.newest.is_none() && !p.stop {
+                p.idle = true;
+                p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            p.idle = false;
+            if let Some((state, gate)) = p.first.take() {
+                drop(p);
+                // Step 0 never waits for the rate limit, and starts it: a
+                // job shorter than the interval writes step 0 and its last
+                // step, nothing in between.
+                let _g = tracing::debug_span!("checkpoint", step = 0).entered();
+                if let Err(e) = store.save(0, &state) {
+                    // Stored before the gate opens as failed, so whoever
+                    // sees the failed gate finds the error.
+                    fail(e);
+                    gate.set(false);
+                    return;
+                }
+                gate.set(true);
+                last_write = Some(Instant::now());
+                continue;
+            }
+            // Rate limit: sleep out the interval (commits meanwhile only
+            // replace `newest`); a stop cuts it short.
+            if let Some(deadline) = last_write.map(|t| t + min_interval) {
+                while !p.stop && p.first.is_none() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    p = cv
+                        .wait_timeout(p, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if p.first.is_some() {
+                    continue;
+                }
+            }
+            let (newest, stop) = (p.newest.take(), p.stop);
+            drop(p);
+            if let Some(state) = newest {
+                let _g = tracing::debug_span!("checkpoint", step = state.next_chunk).entered();
+                if let Err(e) = store.save(state.next_chunk, &state) {
+                    fail(e);
+                    return;
+                }
+                last_write = Some(Instant::now());
+            }
+            if stop && lock(slot).newest.is_none() {
+                return;
+            }
+        }
     }
 
+    fn take_error(&self) -> Option<Error> {
+        lock(&self.error).take()
+    }
+
+    fn stopped(&self) -> Result<(), Error> {
+        match &self.handle {
+            Some(h) if !h.is_finished() => Ok(()),
+            _ => Err(Error::Runtime("the checkpoint thread stopped".into())),
+        }
+    }
+
+    /// Hands the newest commit to the thread.
     fn send(&self, state: JobState) -> Result<(), Error> {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
-        self.tx
-            .send(CkptMsg::Save(Box::new(state)))
-            .map_err(|_| Error::Runtime("the checkpoint thread stopped".into()))
+        self.stopped()?;
+        let (slot, cv) = &*self.pending;
+        let mut p = lock(slot);
+        p.newest = Some(Box::new(state));
+        if p.idle {
+            cv.notify_one();
+        }
+        Ok(())
     }
 
     /// Queues step 0; `gate` opens when it is written.
     fn send_first(&self, state: JobState, gate: Arc<Gate>) -> Result<(), Error> {
-        self.tx
-            .send(CkptMsg::First(Box::new(state), GateGuard(gate)))
-            .map_err(|_| Error::Runtime("the checkpoint thread stopped".into()))
+        self.stopped()?;
+        let (slot, cv) = &*self.pending;
+        lock(slot).first = Some((Box::new(state), GateGuard(gate)));
+        cv.notify_one();
+        Ok(())
     }
 
-    /// Waits for every queued write; returns the first error.
+    /// Writes what is pending at once and waits for the thread; returns
+    /// the first error.
     fn finish(&mut self) -> Result<(), Error> {
-        let _ = self.tx.send(CkptMsg::Stop);
+        let (slot, cv) = &*self.pending;
+        lock(slot).stop = true;
+        cv.notify_one();
         if let Some(h) = self.handle.take()
             && h.join().is_err()
         {
