@@ -331,17 +331,19 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         };
         let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
         if let Some(r) = resume.as_mut()
-            && let Some(saver) = options.saver.take()
+            && let Some(saver) = options.saver.as_mut()
         {
-            options.saver = Some(r.prepare_saver(saver)?);
+            r.prepare_saver(saver.as_mut())?;
         }
         let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());
+        let gate = resume.as_ref().and_then(|r| r.first_write_gate());
 
         let sink = Sink::new(
             handler,
             options.saver.take(),
             options.save_interval,
             observer,
+            gate,
             &start,
         );
         let mut sink = sink;

@@ -16,13 +16,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raygent_core::{
-    Batch, Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, SaveError, Saver, Task,
+    Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, SaveError, Saver, Task,
     TaskFactory,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::SubmitOptions;
-use crate::sink::{Commit, CommitObserver};
+use crate::sink::{Commit, CommitObserver, FirstWriteGate};
 
 /// Where a job's progress checkpoints are kept: a store of step-indexed
 /// [`JobState`]s. Implemented for `raygent_ckpt::StepCheckpointer`.
@@ -229,56 +229,6 @@ impl GateGuard {
 impl Drop for GateGuard {
     fn drop(&mut self) {
         self.0.set(false);
-    }
-}
-
-/// The job's saver, behind the gate of step 0: the first write (a save or
-/// the finish) waits until step 0 is committed, and refuses if it failed
-/// (the job then reports the checkpoint error).
-struct GatedSaver<O> {
-    inner: Box<dyn Saver<O>>,
-    /// `None` once step 0 is known to be committed.
-    gate: Option<Arc<Gate>>,
-}
-
-impl<O> GatedSaver<O> {
-    fn pass(&mut self) -> Result<(), SaveError> {
-        if let Some(gate) = &self.gate {
-            if !gate.wait() {
-                return Err(SaveError::Other(
-                    "not saved: the job's first checkpoint (step 0) could not be written".into(),
-                ));
-            }
-            self.gate = None;
-        }
-        Ok(())
-    }
-}
-
-impl<O: 'static> Saver<O> for GatedSaver<O> {
-    fn save(&mut self, batch: &Batch<'_, O>) -> Result<(), SaveError> {
-        self.pass()?;
-        self.inner.save(batch)
-    }
-    fn submit(&mut self, batch: &Batch<'_, O>) -> Result<u64, SaveError> {
-        self.pass()?;
-        self.inner.submit(batch)
-    }
-    fn flush(&mut self) -> Result<(), SaveError> {
-        self.inner.flush()
-    }
-    fn finish(&mut self) -> Result<(), SaveError> {
-        self.pass()?;
-        self.inner.finish()
-    }
-    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
-        self.inner.resume(point)
-    }
-    fn check_empty(&mut self) -> Result<(), SaveError> {
-        self.inner.check_empty()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }
 
@@ -570,13 +520,14 @@ impl Resumer {
     /// it never replaces results no checkpoint accounts for), then records
     /// step 0 before anything is saved: from then on, whatever is in the
     /// output belongs to this job and a rerun may clean it up. Step 0 is
-    /// written on the checkpoint thread while the job starts; the returned
-    /// saver waits for it before its first write. If it fails, the saver
-    /// writes nothing and [`start_failed`](Self::start_failed) is true.
+    /// written on the checkpoint thread while the job starts; the sink
+    /// waits for it before the saver's first write
+    /// ([`first_write_gate`](Self::first_write_gate)). If it fails, the
+    /// saver writes nothing and [`start_failed`](Self::start_failed) is true.
     pub(crate) fn prepare_saver<O: 'static>(
         &mut self,
-        mut saver: Box<dyn Saver<O>>,
-    ) -> Result<Box<dyn Saver<O>>, Error> {
+        saver: &mut dyn Saver<O>,
+    ) -> Result<(), Error> {
         if self.found_state || self.fresh {
             saver.resume(&ResumePoint {
                 next_chunk: self.start.next_chunk,
@@ -604,13 +555,25 @@ impl Resumer {
                 .unwrap_or_else(|e| e.into_inner())
                 .send_first(state.clone(), Arc::clone(&gate))?;
             *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
-            self.gate = Some(Arc::clone(&gate));
-            saver = Box::new(GatedSaver {
-                inner: saver,
-                gate: Some(gate),
-            });
+            self.gate = Some(gate);
         }
-        Ok(saver)
+        Ok(())
+    }
+
+    /// What the sink calls before the saver's first write when this run
+    /// writes step 0: waits until step 0 is committed, and refuses if it
+    /// failed (the job then reports the checkpoint's error).
+    pub(crate) fn first_write_gate(&self) -> Option<FirstWriteGate> {
+        let gate = Arc::clone(self.gate.as_ref()?);
+        Some(Box::new(move || {
+            if gate.wait() {
+                Ok(())
+            } else {
+                Err(SaveError::Other(
+                    "not saved: the job's first checkpoint (step 0) could not be written".into(),
+                ))
+            }
+        }))
     }
 
     /// Whether step 0 could not be written: the job then fails with that

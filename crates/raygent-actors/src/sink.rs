@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use raygent_core::{Batch, Error, FailedChunk, ResultHandler, Saver};
+use raygent_core::{Batch, Error, FailedChunk, ResultHandler, SaveError, Saver};
 
 use crate::progress::Progress;
 use crate::resume::StartPoint;
@@ -56,6 +56,11 @@ struct InFlight {
     results: u64,
 }
 
+/// Called once before the saver's first write (its first `submit`, or its
+/// `finish` if nothing was submitted): a job that writes step 0 waits there
+/// until the output is its own.
+pub(crate) type FirstWriteGate = Box<dyn FnOnce() -> Result<(), SaveError> + Send>;
+
 /// Receives [`Commit`]s (the checkpoint stage).
 pub(crate) type CommitObserver = Box<dyn FnMut(&Commit) -> Result<(), Error> + Send>;
 
@@ -66,6 +71,7 @@ pub(crate) struct Sink<O, H> {
     pub(crate) saver: Option<Box<dyn Saver<O>>>,
     save_interval: usize,
     observer: Option<CommitObserver>,
+    first_write_gate: Option<FirstWriteGate>,
     /// Batches submitted to the saver and not yet committed, in order.
     in_flight: VecDeque<InFlight>,
     buf: Vec<O>,
@@ -87,6 +93,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         saver: Option<Box<dyn Saver<O>>>,
         save_interval: usize,
         observer: Option<CommitObserver>,
+        first_write_gate: Option<FirstWriteGate>,
         start: &StartPoint,
     ) -> Self {
         let (first_chunk, first_item) = (start.next_chunk, start.next_item);
@@ -95,6 +102,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             saver,
             save_interval: save_interval.max(1),
             observer,
+            first_write_gate,
             in_flight: VecDeque::new(),
             buf: Vec::new(),
             batch_chunks: first_chunk..first_chunk,
@@ -159,6 +167,9 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         if self.error.is_some() || self.batch_chunks.is_empty() {
             return;
         }
+        if self.saver.is_some() && !self.pass_first_write_gate() {
+            return;
+        }
         if let Some(saver) = self.saver.as_mut() {
             let batch = Batch {
                 chunks: self.batch_chunks.clone(),
@@ -188,6 +199,19 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         }
         self.batch_chunks.start = self.batch_chunks.end;
         self.batch_items.start = self.batch_items.end;
+    }
+
+    /// Waits at the gate before the saver's first write; false (with the
+    /// error recorded) if the saver must not write.
+    fn pass_first_write_gate(&mut self) -> bool {
+        if let Some(gate) = self.first_write_gate.take()
+            && let Err(e) = gate()
+        {
+            tracing::error!(error = %e, "save failed");
+            self.error = Some(Error::Save(e));
+            return false;
+        }
+        true
     }
 
     /// Reports, in order, the batches in flight that end at or before
@@ -251,6 +275,8 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         self.flush();
         self.drain();
         if self.error.is_none()
+            && self.saver.is_some()
+            && self.pass_first_write_gate()
             && let Some(saver) = self.saver.as_mut()
             && let Err(e) = saver.finish()
         {
