@@ -193,7 +193,7 @@ struct Gate {
 
 impl Gate {
     fn set(&self, committed: bool) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.state);
         if s.is_none() {
             *s = Some(committed);
             self.opened.notify_all();
@@ -202,7 +202,7 @@ impl Gate {
 
     /// Waits until step 0 is written; whether it was committed.
     fn wait(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.state);
         loop {
             match *s {
                 Some(committed) => return committed,
@@ -212,7 +212,7 @@ impl Gate {
     }
 
     fn failed(&self) -> bool {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) == Some(false)
+        *lock(&self.state) == Some(false)
     }
 }
 
@@ -550,11 +550,8 @@ impl Resumer {
                 complete: false,
             };
             let gate = Arc::new(Gate::default());
-            self.actor
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send_first(state.clone(), Arc::clone(&gate))?;
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            lock(&self.actor).send_first(state.clone(), Arc::clone(&gate))?;
+            *lock(&self.last) = Some(state);
             self.gate = Some(gate);
         }
         Ok(())
@@ -592,7 +589,7 @@ impl Resumer {
         Box::new(move |c: &Commit| {
             parts += 1;
             let fp = {
-                let mut b = boundaries.lock().unwrap_or_else(|e| e.into_inner());
+                let mut b = lock(&boundaries);
                 let mut found = None;
                 while let Some((end, _)) = b.queue.front() {
                     if *end > c.next_chunk {
@@ -622,13 +619,9 @@ impl Resumer {
                 complete: false,
             };
             // Keep the boundary so a later commit at the same point works.
-            boundaries
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .queue
-                .push_front((end, fingerprint));
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
-            actor.lock().unwrap_or_else(|e| e.into_inner()).send(state)
+            lock(&boundaries).queue.push_front((end, fingerprint));
+            *lock(&last) = Some(state.clone());
+            lock(&actor).send(state)
         })
     }
 
@@ -695,9 +688,7 @@ impl Resumer {
                 )],
             });
         }
-        self.boundaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.boundaries)
             .queue
             .push_back((target, self.fingerprint.clone()));
         Ok(())
@@ -711,9 +702,7 @@ impl Resumer {
         for item in &chunk.items {
             self.fingerprint.update_item(item)?;
         }
-        self.boundaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.boundaries)
             .queue
             .push_back((chunk.index + 1, self.fingerprint.clone()));
         Ok(())
@@ -721,9 +710,8 @@ impl Resumer {
 
     /// Waits for the checkpoint writes; marks the job complete if `done`.
     pub(crate) fn finish(&mut self, done: bool) -> Result<(), Error> {
-        let mut actor = self.actor.lock().unwrap_or_else(|e| e.into_inner());
-        if done && let Some(mut state) = self.last.lock().unwrap_or_else(|e| e.into_inner()).take()
-        {
+        let mut actor = lock(&self.actor);
+        if done && let Some(mut state) = lock(&self.last).take() {
             state.complete = true;
             state.written_at = now_secs();
             actor.send(state)?;
@@ -732,9 +720,7 @@ impl Resumer {
     }
 
     pub(crate) fn committed_chunks(&self) -> u64 {
-        self.last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.last)
             .as_ref()
             .map_or(self.start.next_chunk, |s| s.next_chunk)
     }
@@ -753,29 +739,21 @@ impl MemoryProgressStore {
     }
     /// The steps written so far.
     pub fn steps(&self) -> Vec<u64> {
-        self.steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect()
+        lock(&self.steps).keys().copied().collect()
     }
 }
 
 impl ProgressStore for MemoryProgressStore {
     fn load_latest(&self) -> Result<Option<JobState>, Error> {
-        let steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        let steps = lock(&self.steps);
         Ok(steps.values().next_back().cloned())
     }
     fn save(&self, step: u64, state: &JobState) -> Result<(), Error> {
-        self.steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(step, state.clone());
+        lock(&self.steps).insert(step, state.clone());
         Ok(())
     }
     fn clear(&self) -> Result<(), Error> {
-        self.steps.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        lock(&self.steps).clear();
         Ok(())
     }
     fn location(&self) -> String {
