@@ -157,6 +157,8 @@ pub struct SaverStats {
 pub struct DatasetSaver {
     location: Location,
     options: SaverOptions,
+    /// The options' threshold, or the default for this kind of location.
+    multipart_threshold: usize,
     rt: tokio::runtime::Runtime,
     /// The chunk the next submitted batch must start at.
     next_chunk: u64,
@@ -224,9 +226,18 @@ impl DatasetSaver {
         if options.check_writable {
             rt.block_on(location.check_writable())?;
         }
+        let multipart_threshold =
+            options
+                .multipart_threshold
+                .unwrap_or(if location.local_dir().is_some() {
+                    LOCAL_MULTIPART_THRESHOLD
+                } else {
+                    DEFAULT_MULTIPART_THRESHOLD
+                });
         Ok(DatasetSaver {
             location,
             options,
+            multipart_threshold,
             rt,
             next_chunk: 0,
             next_item: 0,
@@ -319,14 +330,7 @@ impl DatasetSaver {
         let mut params = PartParams::default();
         let store = Arc::clone(self.location.store());
         let part_path = self.location.path(&part);
-        let threshold =
-            self.options
-                .multipart_threshold
-                .unwrap_or(if self.location.local_dir().is_some() {
-                    LOCAL_MULTIPART_THRESHOLD
-                } else {
-                    DEFAULT_MULTIPART_THRESHOLD
-                });
+        let threshold = self.multipart_threshold;
         let piece = self.options.multipart_piece;
         let mut sink = PartSink {
             rt: &self.rt,
