@@ -138,8 +138,7 @@ enum Ckpt {
 
 impl Overhead {
     /// One run; returns its wall time.
-    fn run(&self, ckpt: impl Into<Ckpt>) -> Duration {
-        let ckpt = ckpt.into();
+    fn run(&self, ckpt: Ckpt) -> Duration {
         let out = tempdir().join("out");
         let iters = self.iters;
         let mut m = TaskManager::with_handler(
@@ -170,12 +169,6 @@ impl Overhead {
         let wall = t.elapsed();
         self.last_cpu.set(cpu_time().saturating_sub(cpu));
         wall
-    }
-}
-
-impl From<bool> for Ckpt {
-    fn from(on: bool) -> Self {
-        if on { Ckpt::Disk } else { Ckpt::Off }
     }
 }
 
@@ -341,7 +334,7 @@ fn main() {
             .join(" ")
     };
     for c in &configs {
-        c.run(true); // warm up (page cache, allocator)
+        c.run(Ckpt::Disk); // warm up (page cache, allocator)
         let mut without = Vec::new();
         let mut with = Vec::new();
         let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
@@ -349,12 +342,12 @@ fn main() {
             // Alternate which goes first, so a drift of the machine does
             // not favour one variant.
             for ckpt in if i % 2 == 0 {
-                [false, true]
+                [Ckpt::Off, Ckpt::Disk]
             } else {
-                [true, false]
+                [Ckpt::Disk, Ckpt::Off]
             } {
                 let wall = c.run(ckpt);
-                if ckpt {
+                if ckpt == Ckpt::Disk {
                     with.push(wall);
                     cpu_with.push(c.last_cpu.get());
                 } else {
@@ -403,11 +396,11 @@ fn main() {
         iters: 0,
         last_cpu: Default::default(),
     };
-    small.run(true);
+    small.run(Ckpt::Disk);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(11) {
-        a.push(small.run(false));
-        b.push(small.run(true));
+        a.push(small.run(Ckpt::Off));
+        b.push(small.run(Ckpt::Disk));
     }
     println!("breakdown:");
     // The first job again, checkpoints in memory against none.
