@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use bench_support::{burn, calibrate, median};
 use raygent_actors::{
-    JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig, StepProgressStore,
-    SubmitOptions, TaskManager,
+    INLINE_JOB_STATE_MAX, JobConfig, JobState, MemoryProgressStore, ProgressStore, ResumeConfig,
+    StepProgressStore, SubmitOptions, TaskManager,
 };
 use raygent_ckpt::StepCheckpointer;
 use raygent_core::{Discard, Error, Fingerprint, StopHandle, task_fn};
@@ -98,6 +98,7 @@ fn checkpoint(dir: &Path) -> ResumeConfig {
     let steps = StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
         .unwrap()
         .with_keep(3)
+        .with_inline_state(INLINE_JOB_STATE_MAX)
         .with_local_dir(dir.join("_checkpoints"));
     ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
 }
@@ -173,14 +174,16 @@ impl Overhead {
 }
 
 /// Median time of one checkpoint write alone (a job state as the runtime
-/// writes it, keep 3), over `n` consecutive steps.
-fn checkpoint_write_time(n: u64) -> Duration {
+/// writes it, keep 3), over `n` consecutive steps; the state inside the
+/// commit when `inline_max` allows (the CLI's set-up), else in its own file.
+fn checkpoint_write_time(n: u64, inline_max: usize) -> Duration {
     let tmp = tempdir();
     let loc = Location::parse(tmp.to_str().unwrap()).unwrap();
     let store = StepProgressStore::new(
         StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
             .unwrap()
-            .with_keep(3),
+            .with_keep(3)
+            .with_inline_state(inline_max),
     );
     let state = |step: u64| JobState {
         config: JobConfig {
@@ -422,8 +425,10 @@ fn main() {
         ms(median(b)) - ms(median(a))
     );
     println!(
-        "  one checkpoint write alone (StepProgressStore::save, keep 3), median of 50: {:.2} ms",
-        ms(checkpoint_write_time(50))
+        "  one checkpoint write alone (StepProgressStore::save, keep 3), median of 50: {:.2} ms \
+         (one object, state inside COMMIT); {:.2} ms (state.cbor + COMMIT)",
+        ms(checkpoint_write_time(50, INLINE_JOB_STATE_MAX)),
+        ms(checkpoint_write_time(50, 0))
     );
     let mut fp = Fingerprint::new();
     let t = Instant::now();

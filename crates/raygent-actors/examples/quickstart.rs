@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use raygent_actors::worker::{RustWorker, serve_worker_if_requested};
-use raygent_actors::{ResumeConfig, StepProgressStore, SubmitOptions, TaskManager};
+use raygent_actors::{
+    INLINE_JOB_STATE_MAX, ResumeConfig, StepProgressStore, SubmitOptions, TaskManager,
+};
 use raygent_ckpt::StepCheckpointer;
 use raygent_core::{FailurePolicy, Fold, RetryPolicy, StopHandle, Task, TaskError, task_fn};
 use raygent_savers::{DatasetReader, DatasetSaver, Location, S3Options, SaverOptions};
@@ -216,7 +218,8 @@ fn checkpointed_run(out: &str, stop_at: Option<u64>) -> Result<u64, raygent_core
     // Checkpoints next to the results; a store client of their own.
     let ckpt_dir = Location::parse(out).map_err(to_core)?;
     let steps = StepCheckpointer::new(Arc::clone(ckpt_dir.store()), ckpt_dir.path("_checkpoints"))?
-        .with_keep(3);
+        .with_keep(3)
+        .with_inline_state(INLINE_JOB_STATE_MAX);
     let options = SubmitOptions::new()
         .with_chunk_size(100)
         .with_save_interval(1000)
@@ -343,7 +346,8 @@ fn s3_in_code(endpoint: &str, bucket: &str) -> Result<(), Box<dyn Error>> {
     let saver = DatasetSaver::create(&url, SaverOptions::default().with_s3(s3.clone()))?;
     // Checkpoints next to the results, on a store client of their own.
     let ckpt_dir = Location::parse_with(&url, &s3)?;
-    let steps = StepCheckpointer::new(Arc::clone(ckpt_dir.store()), ckpt_dir.path("_checkpoints"))?;
+    let steps = StepCheckpointer::new(Arc::clone(ckpt_dir.store()), ckpt_dir.path("_checkpoints"))?
+        .with_inline_state(INLINE_JOB_STATE_MAX);
     let options = SubmitOptions::new()
         .with_saver(saver)
         .with_checkpoint(ResumeConfig::new(Arc::new(StepProgressStore::new(steps))));

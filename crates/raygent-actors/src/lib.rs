@@ -35,8 +35,8 @@ pub use crate::manager::{
 };
 pub use crate::progress::Progress;
 pub use crate::resume::{
-    DEFAULT_CHECKPOINT_INTERVAL, JobConfig, JobState, MemoryProgressStore, ProgressStore,
-    ResumeConfig, StepProgressStore,
+    DEFAULT_CHECKPOINT_INTERVAL, INLINE_JOB_STATE_MAX, JobConfig, JobState, MemoryProgressStore,
+    ProgressStore, ResumeConfig, StepProgressStore,
 };
 pub use crate::sink::Commit;
 pub use crate::worker::{

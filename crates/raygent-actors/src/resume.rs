@@ -100,6 +100,11 @@ pub struct ResumeConfig {
 /// The default shortest time between two checkpoint writes.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The largest job state kept inside a step's commit object
+/// ([`StepProgressStore`]): 64 KiB, far above a usual state, below which one
+/// object per step costs less than two.
+pub const INLINE_JOB_STATE_MAX: usize = 64 * 1024;
+
 impl std::fmt::Debug for ResumeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResumeConfig")
@@ -768,15 +773,21 @@ impl ProgressStore for MemoryProgressStore {
 /// ```
 /// use std::sync::Arc;
 /// use object_store::{memory::InMemory, path::Path};
-/// use raygent_actors::{ResumeConfig, StepProgressStore};
+/// use raygent_actors::{INLINE_JOB_STATE_MAX, ResumeConfig, StepProgressStore};
 /// use raygent_ckpt::StepCheckpointer;
 ///
 /// let steps = StepCheckpointer::new(Arc::new(InMemory::new()), Path::from("job/_checkpoints"))
 ///     .unwrap()
-///     .with_keep(3);
+///     .with_keep(3)
+///     .with_inline_state(INLINE_JOB_STATE_MAX);
 /// let resume = ResumeConfig::new(Arc::new(StepProgressStore::new(steps)));
 /// # let _ = resume;
 /// ```
+///
+/// A job state is a few hundred bytes (more when many chunks were skipped),
+/// so the checkpointer should keep it inside each step's commit object
+/// ([`StepCheckpointer::with_inline_state`](raygent_ckpt::StepCheckpointer::with_inline_state)
+/// with [`INLINE_JOB_STATE_MAX`]): one write per checkpoint instead of two.
 #[derive(Debug)]
 pub struct StepProgressStore {
     steps: raygent_ckpt::StepCheckpointer,

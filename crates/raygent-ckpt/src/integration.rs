@@ -46,6 +46,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("step_async_failure", step_async_failure),
     ("step_half_written_invisible", step_half_written_invisible),
     ("step_legacy_layout", step_legacy_layout),
+    ("step_inline_state", step_inline_state),
     ("stage_write_load", stage_write_load),
     ("stage_checkpoint", stage_checkpoint),
     ("stage_allow_partial", stage_allow_partial),
@@ -425,6 +426,76 @@ pub fn step_half_written_invisible(factory: Factory<'_>) {
     let mut expected = step_files(4);
     expected.extend(step_files(10));
     assert_eq!(raw_list(&factory(), &steps_prefix()), expected);
+}
+
+/// With `with_inline_state`, a small state lives inside COMMIT (one object
+/// per step) and a larger one still gets its own file; both restore, with
+/// their metadata; a step can change from one form to the other when it is
+/// overwritten; keep-N deletes both forms; and an inline state that does
+/// not match its recorded size is reported as corrupt.
+pub fn step_inline_state(factory: Factory<'_>) {
+    let ckpt = StepCheckpointer::new(factory(), steps_prefix())
+        .unwrap()
+        .with_keep(2)
+        .with_inline_state(64);
+    let small = "a small state".to_owned();
+    let large = "x".repeat(200);
+    ckpt.save_state(1, &small, SaveOptions::new().with_meta("k", 1))
+        .unwrap();
+    ckpt.save_state(2, &large, SaveOptions::new()).unwrap();
+    let commit_only = |step| vec![format!("{}/{COMMIT_FILE}", step_dir_name(step))];
+    let mut expected = commit_only(1);
+    expected.extend(step_files(2));
+    assert_eq!(raw_list(&factory(), &steps_prefix()), expected);
+
+    // Read back by a new checkpointer (a rerun), which need not know the
+    // limit: the commit says where the state is.
+    let reader = StepCheckpointer::new(factory(), steps_prefix()).unwrap();
+    assert_eq!(reader.list_steps().unwrap(), vec![1, 2]);
+    assert_eq!(reader.load_state::<String>(1).unwrap(), small);
+    assert_eq!(reader.load_state::<String>(2).unwrap(), large);
+    assert_eq!(
+        reader.metadata(1).unwrap().get("k"),
+        Some(&MetaValue::Int(1))
+    );
+    let mut it = input();
+    it.next();
+    ckpt.save(3, &it, SaveOptions::new()).unwrap();
+    let mut back = input();
+    assert_eq!(reader.restore_latest(&mut back).unwrap(), Some(3));
+    assert_eq!(back.next(), Some(1));
+
+    // Overwriting step 3 (inline) with a large state, then step 2 (a
+    // file) with a small one: each reads as its newest save.
+    let over = SaveOptions::new().with_overwrite(true);
+    ckpt.save_state(3, &large, over.clone()).unwrap();
+    assert_eq!(reader.load_state::<String>(3).unwrap(), large);
+    ckpt.save_state(2, &small, over).unwrap();
+    assert_eq!(reader.load_state::<String>(2).unwrap(), small);
+
+    // Keep 2: step 1 (one object) went when step 3 was committed; step 2
+    // goes whole, state file included, when step 4 is.
+    ckpt.save_state(4, &small, SaveOptions::new()).unwrap();
+    assert_eq!(ckpt.list_steps().unwrap(), vec![3, 4]);
+    let mut expected = step_files(3);
+    expected.extend(commit_only(4));
+    assert_eq!(raw_list(&factory(), &steps_prefix()), expected);
+
+    // A commit whose inline state does not match its recorded size.
+    let store = factory();
+    let dir = steps_prefix().join(step_dir_name(9).as_str());
+    raw_put(
+        &store,
+        &dir.clone().join(COMMIT_FILE),
+        br#"{"step":9,"state_bytes":40,"inline_state":"YWJj","created_at_ms":1}"#,
+    );
+    let reader = StepCheckpointer::new(factory(), steps_prefix()).unwrap();
+    let err = reader.load_state::<String>(9).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { location, .. } if location.contains(&step_dir_name(9))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("the commit recorded 40"), "{err}");
 }
 
 /// A step written by an earlier version (metadata in its own

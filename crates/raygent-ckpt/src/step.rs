@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -160,6 +162,11 @@ impl SaveOptions {
 struct Commit {
     step: u64,
     state_bytes: u64,
+    /// The state itself (CBOR, base64), when it is small enough to go
+    /// inside the commit ([`StepCheckpointer::with_inline_state`]): the
+    /// step is then one object, and [`STATE_FILE`] is not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inline_state: Option<String>,
     /// `None` in a step written by an earlier version: its metadata is in
     /// [`METADATA_FILE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +204,8 @@ struct Shared {
     prefix: Path,
     /// Committed steps to keep; 0: all.
     keep: AtomicUsize,
+    /// The largest state (bytes) stored inside the commit; 0: none.
+    inline_max: AtomicUsize,
     cache: Mutex<Cache>,
     failure: Mutex<Option<Error>>,
     /// The local directory `prefix` maps to, if the store is a local disk:
@@ -206,7 +215,8 @@ struct Shared {
 
 struct StepWrite {
     step: u64,
-    state: Bytes,
+    /// The state for [`STATE_FILE`]; `None` when it is inside the commit.
+    state: Option<Bytes>,
     /// The encoded [`Commit`].
     commit: Bytes,
     replace: bool,
@@ -319,7 +329,9 @@ impl Shared {
             io::delete(store, vec![commit.clone()]).await?;
             lock(&self.cache).committed.remove(&job.step);
         }
-        io::put_or_err(store, &dir.clone().join(STATE_FILE), job.state.clone()).await?;
+        if let Some(state) = &job.state {
+            io::put_or_err(store, &dir.clone().join(STATE_FILE), state.clone()).await?;
+        }
         // Crash tests freeze the process here: data written, no commit yet.
         raygent_core::failpoint("checkpoint-before-commit");
         let marker = job.commit.clone();
@@ -453,25 +465,39 @@ impl Shared {
         let store = &*self.store;
         let dir = self.dir(step);
         let state_path = dir.clone().join(STATE_FILE);
-        let (commit, state) =
+        // Both requests at once (one round trip on S3); the state file is
+        // absent when the state is inside the commit.
+        let (commit, file) =
             futures::try_join!(self.read_commit(step), io::get(store, &state_path))?;
-        let Some(commit) = commit else {
+        let Some(mut commit) = commit else {
             return Err(Error::StepNotFound {
                 step,
                 location: self.loc(step),
             });
         };
-        let Some(state) = state else {
-            return Err(Error::Corrupt {
-                location: self.loc(step),
-                message: format!("the step is committed but {STATE_FILE} is missing"),
-            });
+        let (state, what) = match commit.inline_state.take() {
+            Some(text) => {
+                let bytes = BASE64.decode(text.as_bytes()).map_err(|e| Error::Corrupt {
+                    location: loc(store, &dir.clone().join(COMMIT_FILE)),
+                    message: format!("the state inside the commit marker is not base64: {e}"),
+                })?;
+                (Bytes::from(bytes), "the state inside COMMIT")
+            }
+            None => match file {
+                Some(state) => (state, STATE_FILE),
+                None => {
+                    return Err(Error::Corrupt {
+                        location: self.loc(step),
+                        message: format!("the step is committed but {STATE_FILE} is missing"),
+                    });
+                }
+            },
         };
         if commit.state_bytes != state.len() as u64 {
             return Err(Error::Corrupt {
                 location: self.loc(step),
                 message: format!(
-                    "{STATE_FILE} has {} byte(s), the commit recorded {}",
+                    "{what} has {} byte(s), the commit recorded {}",
                     state.len(),
                     commit.state_bytes
                 ),
@@ -520,7 +546,7 @@ impl Shared {
     fn decode<S: DeserializeOwned>(&self, step: u64, bytes: &[u8]) -> Result<S> {
         ciborium::from_reader(bytes).map_err(|e| Error::Codec {
             action: "decode",
-            location: loc(&*self.store, &self.dir(step).clone().join(STATE_FILE)),
+            location: format!("the state of step {step} at {}", self.loc(step)),
             message: e.to_string(),
         })
     }
@@ -599,6 +625,7 @@ impl StepCheckpointer {
                 store,
                 prefix,
                 keep: AtomicUsize::new(0),
+                inline_max: AtomicUsize::new(0),
                 cache: Mutex::new(Cache::default()),
                 failure: Mutex::new(None),
                 local_dir: std::sync::OnceLock::new(),
@@ -624,6 +651,18 @@ impl StepCheckpointer {
     /// are deleted after a newer step is committed.
     pub fn with_keep(self, n: usize) -> Self {
         self.shared.keep.store(n.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// Stores a state of at most `max_bytes` (encoded) inside the step's
+    /// `COMMIT` object instead of a separate [`STATE_FILE`] (default 0:
+    /// never). Such a step is one object, so a save is one write instead
+    /// of two, and it is still all or nothing: the commit object appears
+    /// complete or not at all. Meant for small, frequent states such as a
+    /// job's progress; the state grows by a third (base64) in the JSON
+    /// commit.
+    pub fn with_inline_state(self, max_bytes: usize) -> Self {
+        self.shared.inline_max.store(max_bytes, Ordering::Relaxed);
         self
     }
 
@@ -715,9 +754,12 @@ impl StepCheckpointer {
             location: format!("the state of step {step} for {}", sh.loc(step)),
             message: e.to_string(),
         })?;
+        let inline_max = sh.inline_max.load(Ordering::Relaxed);
+        let inline = inline_max > 0 && buf.len() <= inline_max;
         let commit = Commit {
             step,
             state_bytes: buf.len() as u64,
+            inline_state: inline.then(|| BASE64.encode(&buf)),
             created_at_ms: Some(io::now_ms()),
             user: opts.metadata,
         };
@@ -756,7 +798,7 @@ impl StepCheckpointer {
         };
         let job = StepWrite {
             step,
-            state: buf.into(),
+            state: (!inline).then(|| buf.into()),
             commit: commit.into(),
             replace,
             overwrite: opts.overwrite,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use raygent_actors::{JobState, ProgressStore, StepProgressStore};
+use raygent_actors::{INLINE_JOB_STATE_MAX, JobState, ProgressStore, StepProgressStore};
 use raygent_ckpt::StepCheckpointer;
 use raygent_savers::Location;
 
@@ -40,7 +40,7 @@ pub fn checkpoints(out: &Location) -> Result<StepCheckpointer, Failure> {
     let local_dir = own.local_dir().map(|d| d.join(CHECKPOINT_DIR));
     StepCheckpointer::new(Arc::clone(own.store()), own.path(CHECKPOINT_DIR))
         .map(|c| {
-            let c = c.with_keep(3);
+            let c = c.with_keep(3).with_inline_state(INLINE_JOB_STATE_MAX);
             match local_dir {
                 Some(dir) => c.with_local_dir(dir),
                 None => c,
