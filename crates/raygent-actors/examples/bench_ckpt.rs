@@ -30,7 +30,9 @@
 //! 30,000), `RAYGENT_BENCH_RUNS` runs of each variant in part 1 (default 11),
 //! `RAYGENT_BENCH_RESUME_CHUNKS` chunks of part 2 (default 1,000,000),
 //! `RAYGENT_BENCH_DIR` where the temporary directories go (default: the
-//! system's).
+//! system's), `RAYGENT_BENCH_JOBS` which jobs of part 1 to run (default
+//! `1,2,3`), `RAYGENT_BENCH_ONLY_OVERHEAD=1` to skip the breakdown and
+//! part 2 (for many runs of one job).
 #![allow(clippy::unwrap_used)]
 
 #[path = "bench_support/mod.rs"]
@@ -70,8 +72,22 @@ fn ms(d: Duration) -> f64 {
 /// runs of the same job drifted from 0.8 s to 2.2 s as the deletions piled
 /// up. Keeping every directory until the end makes the runs independent of
 /// their order (the benchmark writes a few GB in all). Statics are never
-/// dropped: `main` deletes them at its end.
+/// dropped: `main` deletes them at its end, a panic too, and a long run
+/// deletes them between two pairs of runs when more than
+/// `RAYGENT_BENCH_KEEP_DIRS` (default 100, about 4.5 GB of the trivial
+/// jobs' parts) have piled up ([`trim_tempdirs`]).
 static TEMPDIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// Deletes the kept temporary directories once there are more than
+/// `RAYGENT_BENCH_KEEP_DIRS`, so many runs do not fill the disk. Called
+/// between pairs: both runs of a pair then see the same aftermath.
+fn trim_tempdirs() {
+    let keep = env_u64("RAYGENT_BENCH_KEEP_DIRS", 100) as usize;
+    let mut dirs = TEMPDIRS.lock().unwrap();
+    if dirs.len() > keep {
+        dirs.clear();
+    }
+}
 
 /// A new temporary directory, deleted only when the program exits.
 fn tempdir() -> PathBuf {
@@ -171,6 +187,18 @@ impl Overhead {
         self.last_cpu.set(cpu_time().saturating_sub(cpu));
         wall
     }
+}
+
+/// A 95 % confidence interval of the median of `sorted` (ascending), from
+/// order statistics: it holds whatever the distribution (normal
+/// approximation of the binomial; for fewer than 6 values, the range).
+fn median_interval(sorted: &[f64]) -> (f64, f64) {
+    let n = sorted.len();
+    if n < 6 {
+        return (sorted[0], sorted[n - 1]);
+    }
+    let k = ((n as f64 - 1.96 * (n as f64).sqrt()) / 2.0).floor() as usize;
+    (sorted[k], sorted[n - 1 - k])
 }
 
 /// Median time of one checkpoint write alone (a job state as the runtime
@@ -281,7 +309,20 @@ fn main() {
     let runs = env_u64("RAYGENT_BENCH_RUNS", 11).max(1) as usize;
     let cpu_items = env_u64("RAYGENT_BENCH_CPU_ITEMS", 30_000);
     let resume_chunks = env_u64("RAYGENT_BENCH_RESUME_CHUNKS", 1_000_000);
+    let jobs: Vec<usize> = std::env::var("RAYGENT_BENCH_JOBS")
+        .unwrap_or_else(|_| "1,2,3".into())
+        .split(',')
+        .filter_map(|j| j.trim().parse().ok())
+        .collect();
+    let only_overhead = env_u64("RAYGENT_BENCH_ONLY_OVERHEAD", 0) == 1;
     println!("raygent checkpoint benchmark: {cores} cores");
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        if let Ok(mut dirs) = TEMPDIRS.lock() {
+            dirs.clear();
+        }
+    }));
 
     // 1. Overhead.
     let cpu_iters = calibrate(Duration::from_micros(100));
@@ -314,11 +355,12 @@ fn main() {
     println!(
         "\n1. checkpoint overhead: CBOR parts to a local directory (fsynced), with and without \
          step checkpoints (keep 3) next to them; runs alternate (each pair in turn order); \
-         medians of {runs}; `pairs`: median of the {runs} ratios with/without of adjacent runs \
-         (runs in ms)"
+         medians of {runs}; `pairs`: median of the {runs} ratios with/without of adjacent runs, \
+         and its 95 % confidence interval (order statistics: distribution-free) (runs in ms, \
+         listed up to 41 runs)"
     );
     println!(
-        "{:<26} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>6}   {:<24} {:<24}",
+        "{:<26} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>6} {:>13}   {:<24} {:<24}",
         "task",
         "items",
         "interval",
@@ -327,6 +369,7 @@ fn main() {
         "with ms",
         "with/w.o",
         "pairs",
+        "pairs 95% CI",
         "runs without",
         "runs with"
     );
@@ -336,12 +379,18 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    for c in &configs {
+    let chosen = configs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| jobs.contains(&(i + 1)))
+        .map(|(_, c)| c);
+    for c in chosen {
         c.run(Ckpt::Disk); // warm up (page cache, allocator)
         let mut without = Vec::new();
         let mut with = Vec::new();
         let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
         for i in 0..runs {
+            trim_tempdirs();
             // Alternate which goes first, so a drift of the machine does
             // not favour one variant.
             for ckpt in if i % 2 == 0 {
@@ -366,9 +415,17 @@ fn main() {
             .collect();
         ratios.sort_by(f64::total_cmp);
         let pairs = ratios[ratios.len() / 2];
+        let (lo, hi) = median_interval(&ratios);
         let (a, b) = (median(without.clone()), median(with.clone()));
+        let shown = |v: &[Duration]| {
+            if v.len() <= 41 {
+                list(v)
+            } else {
+                String::new()
+            }
+        };
         println!(
-            "{:<26} {:>9} {:>9} {:>6} {:>10.1} {:>10.1} {:>8.3} {:>6.3}   {:<24} {:<24}",
+            "{:<26} {:>9} {:>9} {:>6} {:>10.1} {:>10.1} {:>8.3} {:>6.3} {:>13}   {:<24} {:<24}",
             c.label,
             c.items,
             c.interval,
@@ -377,8 +434,9 @@ fn main() {
             ms(b),
             b.as_secs_f64() / a.as_secs_f64(),
             pairs,
-            list(&without),
-            list(&with)
+            format!("{lo:.3}-{hi:.3}"),
+            shown(&without),
+            shown(&with)
         );
         let (ca, cb) = (median(cpu_without), median(cpu_with));
         println!(
@@ -389,6 +447,9 @@ fn main() {
             ms(cb),
             cb.as_secs_f64() / ca.as_secs_f64()
         );
+    }
+    if only_overhead {
+        return;
     }
     // Where the difference goes.
     let small = Overhead {
