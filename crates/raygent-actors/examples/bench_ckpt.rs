@@ -319,7 +319,7 @@ fn main() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
-        if let Ok(mut dirs) = TEMPDIRS.lock() {
+        if let Ok(mut dirs) = TEMPDIRS.try_lock() {
             dirs.clear();
         }
     }));
