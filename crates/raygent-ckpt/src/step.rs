@@ -570,11 +570,14 @@ impl Shared {
 /// leaves either the previous steps only, or the new step complete. Old
 /// steps are deleted (commit first) only after a newer one is committed.
 /// Steps written by earlier versions, with their metadata in a separate
-/// [`METADATA_FILE`], are still read.
+/// [`METADATA_FILE`], are still read. With
+/// [`with_inline_state`](Self::with_inline_state), a small state goes
+/// inside `COMMIT` and the step is that one object.
 ///
 /// One checkpointer should be the only writer under its prefix (readers in
 /// other processes are fine): it lists the prefix once, at its first save,
-/// and then tracks the steps itself, so a save costs two small writes.
+/// and then tracks the steps itself, so a save costs two small writes (one
+/// with the state inline).
 ///
 /// The API is blocking: the checkpointer runs its requests on a private
 /// runtime. Call it from plain threads, never from inside an async runtime
