@@ -227,6 +227,12 @@ fn libc_prctl_pdeathsig() {
 
 /// Sends a bodyless HTTP/1.1 request and returns the status code.
 pub fn http_request(endpoint: &str, method: &str, path: &str) -> Result<u16, String> {
+    http_exchange(endpoint, method, path).map(|(code, _)| code)
+}
+
+/// Sends a bodyless HTTP/1.1 request and returns the status code and the
+/// whole response (headers and body) as text.
+pub fn http_exchange(endpoint: &str, method: &str, path: &str) -> Result<(u16, String), String> {
     let hostport = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| format!("endpoint {endpoint} is not http://"))?
@@ -240,10 +246,12 @@ pub fn http_request(endpoint: &str, method: &str, path: &str) -> Result<u16, Str
     .map_err(|e| e.to_string())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-    resp.split_whitespace()
+    let code = resp
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("unreadable HTTP response: {resp:.200}"))
+        .ok_or_else(|| format!("unreadable HTTP response: {resp:.200}"))?;
+    Ok((code, resp))
 }
 
 #[cfg(test)]

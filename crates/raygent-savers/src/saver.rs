@@ -175,6 +175,9 @@ pub struct DatasetSaver {
     last_commit: Option<oneshot::Receiver<bool>>,
     /// The first failure of a part in flight: the saver refuses further work.
     failed: bool,
+    /// Uploads of the parts after a failed one: nothing waits for them,
+    /// but they are let end before the saver goes (see `Drop`).
+    abandoned: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
     /// The size of the last part, to size the next part's buffer.
     size_hint: usize,
     stats: SaverStats,
@@ -247,6 +250,7 @@ impl DatasetSaver {
             in_flight: VecDeque::new(),
             last_commit: None,
             failed: false,
+            abandoned: Vec::new(),
             size_hint: 0,
             stats: SaverStats::default(),
         })
@@ -466,7 +470,8 @@ impl DatasetSaver {
         if let Err(e) = done {
             self.failed = true;
             // What follows cannot commit; let it finish in the background.
-            self.in_flight.clear();
+            let rest = self.in_flight.drain(..).map(|p| p.task);
+            self.abandoned.extend(rest);
             return Err(e);
         }
         self.committed_until = p.info.chunk_end;
@@ -756,6 +761,45 @@ impl std::io::Write for PartSink<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for DatasetSaver {
+    /// Lets the uploads still in flight end instead of cancelling them with
+    /// the runtime: a multipart upload cancelled half-way stays incomplete
+    /// on S3 (its pieces stored, and billed) until a lifecycle rule removes
+    /// it, whereas an upload that ends either completes (a part without its
+    /// commit record, which readers ignore and a resume deletes, or a
+    /// committed part: the committed parts stay a prefix of the results) or
+    /// fails and aborts itself. Inside an async runtime, where waiting
+    /// would panic, they are cancelled and a warning names the location.
+    fn drop(&mut self) {
+        let tasks: Vec<_> = self
+            .in_flight
+            .drain(..)
+            .map(|p| p.task)
+            .chain(self.abandoned.drain(..))
+            .collect();
+        if tasks.is_empty() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tracing::warn!(
+                url = self.location.url(),
+                parts = tasks.len(),
+                "saver dropped inside an async runtime with uploads in flight: they are \
+                 cancelled, and an S3 multipart upload among them stays incomplete"
+            );
+            return;
+        }
+        tracing::debug!(
+            url = self.location.url(),
+            parts = tasks.len(),
+            "saver dropped: waiting for the uploads in flight"
+        );
+        for t in tasks {
+            let _ = self.rt.block_on(t);
+        }
     }
 }
 

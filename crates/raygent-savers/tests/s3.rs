@@ -169,3 +169,34 @@ fn s3_urls_keep_bucket_and_prefix_apart() {
     let again = Location::parse_with(first.url(), &s3_options(server.endpoint())).unwrap();
     assert_eq!(integration::get_object(&again, "x"), b"1");
 }
+
+/// A saver dropped with a multipart upload in flight (a job that failed
+/// elsewhere) lets it end: no incomplete multipart upload stays in the
+/// bucket, where S3 would keep (and bill) its pieces.
+#[test]
+fn a_saver_dropped_mid_upload_leaves_no_incomplete_multipart_upload() {
+    let server = S3Server::shared();
+    let bucket = server.new_bucket("dropped");
+    let options = SaverOptions::default()
+        .with_s3(s3_options(server.endpoint()))
+        .with_multipart_threshold(5 << 20)
+        .with_multipart_piece(5 << 20);
+    let mut saver = DatasetSaver::create(&format!("s3://{bucket}/job"), options).unwrap();
+    // 1.5 million u64 that each take 9 bytes in CBOR: about 13.5 MB, so
+    // three pieces, the last two still uploading when `submit` returns.
+    let results: Vec<u64> = (0..1_500_000u64).map(|i| u64::MAX - i).collect();
+    let batch = Batch {
+        chunks: 0..1,
+        items: 0..results.len() as u64,
+        results: &results,
+    };
+    let until = <DatasetSaver as Saver<u64>>::submit(&mut saver, &batch).unwrap();
+    assert_eq!(until, 0); // not committed yet
+    drop(saver);
+    let (code, listing) =
+        raygent_tests::http_exchange(server.endpoint(), "GET", &format!("/{bucket}?uploads"))
+            .unwrap();
+    assert_eq!(code, 200, "{listing}");
+    assert!(listing.contains("ListMultipartUploadsResult"), "{listing}");
+    assert!(!listing.contains("<Upload>"), "{listing}");
+}
