@@ -1,7 +1,9 @@
 //! Crash-resume with real processes and real signals: `raygent run` is
 //! killed with SIGKILL at random instants and at chosen points (inside a
-//! multipart upload, between a part and its commit record, between a
-//! checkpoint's data and its commit), rerun to completion, and its output
+//! multipart upload, between a part and its commit record, inside a
+//! checkpoint save just before its commit object is written: the CLI keeps
+//! the job state inside `COMMIT`, so the step is then not there at all),
+//! rerun to completion, and its output
 //! must equal an uninterrupted run's, item for item, with no stray part.
 //!
 //! `RAYGENT_CRASH_TRIALS` raises the number of random-kill trials for a
