@@ -764,6 +764,9 @@ impl std::io::Write for PartSink<'_> {
     }
 }
 
+/// How long a dropped [`DatasetSaver`] waits for its uploads in flight.
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Drop for DatasetSaver {
     /// Lets the uploads still in flight end instead of cancelling them with
     /// the runtime: a multipart upload cancelled half-way stays incomplete
@@ -771,8 +774,10 @@ impl Drop for DatasetSaver {
     /// it, whereas an upload that ends either completes (a part without its
     /// commit record, which readers ignore and a resume deletes, or a
     /// committed part: the committed parts stay a prefix of the results) or
-    /// fails and aborts itself. Inside an async runtime, where waiting
-    /// would panic, they are cancelled and a warning names the location.
+    /// fails and aborts itself. It waits 30 s at the most (an
+    /// upload stuck on an unreachable store gives up later than that), and
+    /// inside an async runtime, where waiting would panic, not at all: the
+    /// uploads left are then cancelled and a warning names the location.
     fn drop(&mut self) {
         let tasks: Vec<_> = self
             .in_flight
@@ -797,8 +802,19 @@ impl Drop for DatasetSaver {
             parts = tasks.len(),
             "saver dropped: waiting for the uploads in flight"
         );
+        let deadline = tokio::time::Instant::now() + DROP_WAIT;
         for t in tasks {
-            let _ = self.rt.block_on(t);
+            let waited = self
+                .rt
+                .block_on(async { tokio::time::timeout_at(deadline, t).await });
+            if waited.is_err() {
+                tracing::warn!(
+                    url = self.location.url(),
+                    "saver dropped: uploads still in flight after {DROP_WAIT:?} are cancelled; \
+                     an S3 multipart upload among them stays incomplete"
+                );
+                break;
+            }
         }
     }
 }
