@@ -21,7 +21,10 @@
 //!    commits what is complete and returns `Error::Interrupted`. The rerun's
 //!    time from calling `submit_tasks` to the first new chunk being run, the
 //!    rerun's total time, and a from-scratch run's total time and time to
-//!    reach the same chunk.
+//!    reach the same chunk. 2b: the same job run in a child process (this
+//!    program again) and killed with SIGKILL when its task sees the item at
+//!    90%, then resumed here: the time to the first new chunk, which now
+//!    includes deleting the parts the kill left uncommitted.
 //!
 //! Settings (environment): `RAYGENT_BENCH_ITEMS` items of part 1 (default
 //! 5,000,000), `RAYGENT_BENCH_CHUNK` its chunk size (default 100),
@@ -301,7 +304,63 @@ fn resume_run(
     )
 }
 
+/// Part 2b's child: runs the resume job on `out` from scratch and prints
+/// `MARK` when the task sees `mark`, for the parent to SIGKILL it there.
+fn killed_child(out: &Path, n: u64, interval: usize, mark: u64) {
+    use std::io::Write as _;
+    let mut m = TaskManager::with_handler(
+        move || {
+            task_fn("square", move |x: &u64| {
+                if *x == mark {
+                    let mut o = std::io::stdout().lock();
+                    let _ = writeln!(o, "MARK");
+                    let _ = o.flush();
+                }
+                Ok(x.wrapping_mul(*x))
+            })
+        },
+        Discard,
+    );
+    let opts = SubmitOptions::new()
+        .with_chunk_size(1)
+        .with_save_interval(interval)
+        .with_saver(saver(out))
+        .with_checkpoint(checkpoint(out));
+    m.submit_tasks(0..n, opts).unwrap();
+}
+
+/// Part 2b: a child process runs the job and is killed with SIGKILL when
+/// its task sees item `mark`; returns when it is dead.
+fn run_and_kill(out: &Path, n: u64, interval: usize, mark: u64) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("RAYGENT_BENCH_KILL_CHILD", out)
+        .env("RAYGENT_BENCH_KILL_MARK", mark.to_string())
+        .env("RAYGENT_BENCH_RESUME_CHUNKS", n.to_string())
+        .env("RAYGENT_BENCH_SAVE_INTERVAL", interval.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        if line.unwrap() == "MARK" {
+            break;
+        }
+    }
+    // SAFETY: kill only sends a signal to the child we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    assert!(status.code().is_none(), "the child was not killed: {status}");
+}
+
 fn main() {
+    if let Ok(out) = std::env::var("RAYGENT_BENCH_KILL_CHILD") {
+        let n = env_u64("RAYGENT_BENCH_RESUME_CHUNKS", 1_000_000);
+        let interval = env_u64("RAYGENT_BENCH_SAVE_INTERVAL", 10_000) as usize;
+        let mark = env_u64("RAYGENT_BENCH_KILL_MARK", n * 9 / 10);
+        killed_child(Path::new(&out), n, interval, mark);
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let n = env_u64("RAYGENT_BENCH_ITEMS", 5_000_000);
     let chunk = env_u64("RAYGENT_BENCH_CHUNK", 100) as usize;
@@ -548,6 +607,39 @@ fn main() {
     }
     println!(
         "resume reaches the first new chunk {:.1}x sooner than a rerun from scratch",
+        scratch_to_mark.as_secs_f64() / to_first.as_secs_f64()
+    );
+
+    // 2b. The same job killed with SIGKILL in a child process.
+    println!(
+        "\n2b. the same job in a child process, killed with SIGKILL when its task sees item \
+         {stop_at}, then resumed here (the rerun also deletes the parts the kill left \
+         uncommitted)"
+    );
+    let out3 = tempdir().join("out");
+    let t = Instant::now();
+    run_and_kill(&out3, resume_chunks, interval, stop_at);
+    println!("killed run: {:.1} ms", ms(t.elapsed()));
+    let (r, probe, resumed_wall) = resume_run(&out3, resume_chunks, interval, u64::MAX, None);
+    let report = r.unwrap();
+    assert_eq!(report.chunks, resume_chunks);
+    let to_first = probe.first.get().unwrap().duration_since(probe.start);
+    println!(
+        "resumed run: skipped {} chunks ({:.1} %), ran {}",
+        report.resumed_chunks,
+        report.resumed_chunks as f64 * 100.0 / resume_chunks as f64,
+        report.chunks - report.resumed_chunks
+    );
+    println!("{:<52} {:>10}", "measure", "ms");
+    for (label, d) in [
+        ("resume after SIGKILL: submit_tasks to first new chunk", to_first),
+        ("resume after SIGKILL: whole resumed run", resumed_wall),
+    ] {
+        println!("{:<52} {:>10.1}", label, ms(d));
+    }
+    println!(
+        "resume after SIGKILL reaches its first new chunk {:.1}x sooner than a rerun from \
+         scratch reaches item {stop_at}",
         scratch_to_mark.as_secs_f64() / to_first.as_secs_f64()
     );
     TEMPDIRS.lock().unwrap().clear();
