@@ -284,12 +284,7 @@ fn resume_run(
         },
         Discard,
     );
-    let opts = SubmitOptions::new()
-        .with_chunk_size(1)
-        .with_save_interval(interval)
-        .with_saver(saver(out))
-        .with_stop_handle(stop)
-        .with_checkpoint(checkpoint(out));
+    let opts = resume_job_options(out, interval).with_stop_handle(stop);
     let t = Instant::now();
     let r = m.submit_tasks(0..n, opts);
     let wall = t.elapsed();
@@ -321,12 +316,17 @@ fn killed_child(out: &Path, n: u64, interval: usize, mark: u64) {
         },
         Discard,
     );
-    let opts = SubmitOptions::new()
+    m.submit_tasks(0..n, resume_job_options(out, interval))
+        .unwrap();
+}
+
+/// Part 2's job: chunks of one item, saved and checkpointed under `out`.
+fn resume_job_options(out: &Path, interval: usize) -> SubmitOptions<u64> {
+    SubmitOptions::new()
         .with_chunk_size(1)
         .with_save_interval(interval)
         .with_saver(saver(out))
-        .with_checkpoint(checkpoint(out));
-    m.submit_tasks(0..n, opts).unwrap();
+        .with_checkpoint(checkpoint(out))
 }
 
 /// Part 2b: a child process runs the job and is killed with SIGKILL when
@@ -350,7 +350,10 @@ fn run_and_kill(out: &Path, n: u64, interval: usize, mark: u64) {
     // SAFETY: kill only sends a signal to the child we spawned.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let status = child.wait().unwrap();
-    assert!(status.code().is_none(), "the child was not killed: {status}");
+    assert!(
+        status.code().is_none(),
+        "the child was not killed: {status}"
+    );
 }
 
 fn main() {
@@ -632,7 +635,10 @@ fn main() {
     );
     println!("{:<52} {:>10}", "measure", "ms");
     for (label, d) in [
-        ("resume after SIGKILL: submit_tasks to first new chunk", to_first),
+        (
+            "resume after SIGKILL: submit_tasks to first new chunk",
+            to_first,
+        ),
         ("resume after SIGKILL: whole resumed run", resumed_wall),
     ] {
         println!("{:<52} {:>10.1}", label, ms(d));
