@@ -287,6 +287,10 @@ impl Shared {
                 _ => {}
             }
         }
+        // On a local disk, a step directory may hold only a staging file
+        // (`COMMIT#1`: a process killed in the middle of a put), which the
+        // store does not list: it is uncommitted too.
+        seen.extend(self.local_step_dirs());
         scan.uncommitted = seen.difference(&scan.committed).copied().collect();
         Ok(scan)
     }
@@ -316,6 +320,9 @@ impl Shared {
             }
         }
         res?;
+        // Crash tests freeze the process here: the step is committed, the
+        // steps it makes obsolete are not deleted yet.
+        raygent_core::failpoint("checkpoint-before-prune");
         self.remove_old(job.step).await;
         Ok(())
     }
@@ -418,6 +425,13 @@ impl Shared {
     /// written). Only an empty directory is removed; anything else is left.
     fn remove_local_step_dir(&self, step: u64) {
         if let Some(root) = self.local_dir.get() {
+            // Under the lock, and not while a save of the same step runs
+            // (its put would lose its staging file).
+            let cache = lock(&self.cache);
+            if cache.in_flight.contains(&step) {
+                return;
+            }
+            self.remove_local_staging(step);
             let dir = root.join(step_dir_name(step));
             match std::fs::remove_dir(&dir) {
                 Ok(()) => {}
@@ -425,6 +439,42 @@ impl Shared {
                 Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "step directory kept"),
             }
         }
+    }
+
+    /// Removes from `step`'s local directory the staging files (`name#N`)
+    /// that object_store's local store writes before renaming them into
+    /// place: a process killed mid-put leaves them behind, and listings do
+    /// not show them.
+    fn remove_local_staging(&self, step: u64) {
+        let Some(root) = self.local_dir.get() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(root.join(step_dir_name(step))) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().contains('#')
+                && let Err(err) = std::fs::remove_file(e.path())
+            {
+                tracing::debug!(file = %e.path().display(), error = %err, "staging file kept");
+            }
+        }
+    }
+
+    /// The steps that have a directory under the local directory (if
+    /// [`StepCheckpointer::with_local_dir`] gave one).
+    fn local_step_dirs(&self) -> BTreeSet<u64> {
+        let Some(root) = self.local_dir.get() else {
+            return BTreeSet::new();
+        };
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return BTreeSet::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| parse_step_dir(&e.file_name().to_string_lossy()))
+            .collect()
     }
 
     /// After a failed deletion of `data`: the step is retried as dirty.
@@ -846,6 +896,16 @@ impl StepCheckpointer {
         let mut guard = lock(&sh.cache);
         let c = &mut *guard;
         if !c.scanned {
+            // Before this process's first save, and only in the writer (a
+            // reader in another process must not touch a running job's
+            // puts): the staging files that a process killed mid-put left
+            // in step directories go. Under the lock, so no save registers
+            // (and starts a put) meanwhile.
+            for step in sh.local_step_dirs() {
+                if !c.in_flight.contains(&step) {
+                    sh.remove_local_staging(step);
+                }
+            }
             c.committed.extend(scan.committed);
             let in_flight = &c.in_flight;
             c.dirty.extend(
@@ -882,12 +942,13 @@ impl StepCheckpointer {
         let (commits, data): (Vec<Path>, Vec<Path>) = paths
             .into_iter()
             .partition(|p| p.filename() == Some(COMMIT_FILE));
-        let steps: BTreeSet<u64> = commits
+        let mut steps: BTreeSet<u64> = commits
             .iter()
             .chain(&data)
             .filter_map(|p| io::first_segment_below(p, &sh.prefix))
             .filter_map(|name| parse_step_dir(&name))
             .collect();
+        steps.extend(sh.local_step_dirs());
         self.io.block_on(io::delete(store, commits))??;
         self.io.block_on(io::delete(store, data))??;
         for step in steps {

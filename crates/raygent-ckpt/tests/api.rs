@@ -145,3 +145,66 @@ fn on_a_local_disk_deleted_steps_leave_no_directories() {
     assert_eq!(ckpt.list_steps().unwrap(), [] as [u64; 0]);
     assert_eq!(dirs(), [] as [String; 0]);
 }
+
+/// A process killed in the middle of a put on a local disk leaves a staging
+/// file (`COMMIT#1`) that the store does not list: the next checkpointer
+/// removes such files from every step directory before its first save
+/// (never when it only reads: the writer may be another process); a
+/// directory left with no commit is uncommitted and removed once a newer
+/// step is committed (or by `clear`).
+#[test]
+fn on_a_local_disk_staging_files_of_a_killed_save_are_removed() {
+    use raygent_ckpt::step_dir_name;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("steps");
+    let open = || {
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(tmp.path()).unwrap());
+        StepCheckpointer::new(store, Path::from("steps"))
+            .unwrap()
+            .with_keep(2)
+            .with_local_dir(&root)
+    };
+    let ckpt = open();
+    ckpt.save_state(1, &1u64, SaveOptions::new()).unwrap();
+    // What a kill inside the puts of steps 2 and 3 leaves, and one inside
+    // an overwrite of step 1.
+    for (step, file) in [(2, "COMMIT#1"), (3, "state.cbor#7"), (1, "COMMIT#3")] {
+        let dir = root.join(step_dir_name(step));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), b"half").unwrap();
+    }
+    drop(ckpt);
+
+    let rerun = open();
+    let step1 = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(root.join(step_dir_name(1)))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Reading touches nothing (the writer may be another process, mid-put).
+    assert_eq!(rerun.list_steps().unwrap(), [1]);
+    assert_eq!(step1(), ["COMMIT", "COMMIT#3", "state.cbor"]);
+    // The first save cleans up.
+    rerun.save_state(4, &4u64, SaveOptions::new()).unwrap();
+    assert_eq!(step1(), ["COMMIT", "state.cbor"]);
+    let dirs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(dirs(), [step_dir_name(1), step_dir_name(4)]);
+
+    // `clear` finds such a directory too.
+    let dir = root.join(step_dir_name(9));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("COMMIT#2"), b"half").unwrap();
+    rerun.clear().unwrap();
+    assert_eq!(dirs(), [] as [String; 0]);
+}

@@ -1,8 +1,9 @@
 //! Crash-resume with real processes and real signals: `raygent run` is
 //! killed with SIGKILL at random instants and at chosen points (inside a
 //! multipart upload, between a part and its commit record, inside a
-//! checkpoint save just before its commit object is written: the CLI keeps
-//! the job state inside `COMMIT`, so the step is then not there at all),
+//! checkpoint save just before its commit object is written (the CLI keeps
+//! the job state inside `COMMIT`, so the step is then not there at all)
+//! and just after it, before the steps beyond keep-3 are deleted),
 //! rerun to completion, and its output
 //! must equal an uninterrupted run's, item for item, with no stray part.
 //!
@@ -206,6 +207,25 @@ fn assert_no_stray_parts(dir: &Path) {
             "part {p} has no commit record"
         );
     }
+    // Checkpoints: the CLI keeps 3 steps, each one object (`COMMIT`), and
+    // a rerun cleans up what a kill left (a step not committed yet, or
+    // committed before the older ones were deleted).
+    let mut steps: Vec<(String, Vec<String>)> = std::fs::read_dir(dir.join("_checkpoints"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let files = std::fs::read_dir(e.path())
+                .unwrap()
+                .map(|f| f.unwrap().file_name().into_string().unwrap())
+                .collect();
+            (e.file_name().into_string().unwrap(), files)
+        })
+        .collect();
+    steps.sort();
+    assert!((1..=3).contains(&steps.len()), "{steps:?}");
+    for (step, files) in &steps {
+        assert_eq!(files, &["COMMIT"], "{step}");
+    }
 }
 
 fn trials(default: usize) -> usize {
@@ -344,9 +364,13 @@ fn sigkill_inside_writes_on_local_disk() {
     let reference = Job::local(&tmp.path().join("ref"), &input, SQUARE, ARGS);
     reference.run();
     let expected = reference.cat();
-    for (i, fp) in ["part-before-record:5", "checkpoint-before-commit:5"]
-        .iter()
-        .enumerate()
+    for (i, fp) in [
+        "part-before-record:5",
+        "checkpoint-before-commit:5",
+        "checkpoint-before-prune:5",
+    ]
+    .iter()
+    .enumerate()
     {
         let dir = tmp.path().join(format!("fp{i}"));
         kill_at(&Job::local(&dir, &input, SQUARE, EVERY_PART), fp, &expected);
@@ -373,7 +397,11 @@ fn sigkill_inside_writes_on_s3() {
     let reference = Job::s3(s3, &s3.new_bucket("fp-ref"), &input, SQUARE, ARGS);
     reference.run();
     let expected = reference.cat();
-    for fp in ["part-before-record:3", "checkpoint-before-commit:3"] {
+    for fp in [
+        "part-before-record:3",
+        "checkpoint-before-commit:3",
+        "checkpoint-before-prune:5",
+    ] {
         let job = Job::s3(s3, &s3.new_bucket("fp"), &input, SQUARE, EVERY_PART);
         kill_at(&job, fp, &expected);
     }
