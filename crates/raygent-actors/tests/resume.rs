@@ -317,6 +317,18 @@ struct LoggingStore {
     fail_step0: bool,
 }
 
+/// Chunks of 10, a part every 100 results to a [`LoggingSaver`] on `log`,
+/// and checkpoints in `store` (which logs to the same place).
+fn logged_job(log: &Arc<Mutex<Vec<String>>>, store: LoggingStore) -> SubmitOptions<u64> {
+    SubmitOptions::new()
+        .with_chunk_size(10)
+        .with_save_interval(100)
+        .with_saver(LoggingSaver {
+            log: Arc::clone(log),
+        })
+        .with_checkpoint(ResumeConfig::new(Arc::new(store)))
+}
+
 impl raygent_actors::ProgressStore for LoggingStore {
     fn load_latest(&self) -> Result<Option<raygent_actors::JobState>, Error> {
         self.inner.load_latest()
@@ -393,17 +405,7 @@ fn step_0_is_committed_before_anything_is_saved_while_tasks_already_run() {
         )
         .with_n_cores(2)
         .with_sequential(sequential);
-        m.submit_tasks(
-            0..1000u64,
-            SubmitOptions::new()
-                .with_chunk_size(10)
-                .with_save_interval(100)
-                .with_saver(LoggingSaver {
-                    log: Arc::clone(&log),
-                })
-                .with_checkpoint(ResumeConfig::new(Arc::new(store))),
-        )
-        .unwrap();
+        m.submit_tasks(0..1000u64, logged_job(&log, store)).unwrap();
         let log = log.lock().unwrap().clone();
         assert_eq!(log.first().map(String::as_str), Some("step 0"), "{log:?}");
         assert_eq!(log.iter().filter(|e| e.starts_with("save")).count(), 10);
@@ -425,16 +427,7 @@ fn a_job_whose_step_0_fails_saves_nothing_and_reports_the_checkpoint_error() {
             .with_n_cores(2)
             .with_sequential(sequential);
         let err = m
-            .submit_tasks(
-                0..items,
-                SubmitOptions::new()
-                    .with_chunk_size(10)
-                    .with_save_interval(100)
-                    .with_saver(LoggingSaver {
-                        log: Arc::clone(&log),
-                    })
-                    .with_checkpoint(ResumeConfig::new(Arc::new(store))),
-            )
+            .submit_tasks(0..items, logged_job(&log, store))
             .unwrap_err();
         assert!(
             matches!(&err, Error::Runtime(m) if m.contains("injected: step 0")),
