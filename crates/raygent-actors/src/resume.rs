@@ -179,12 +179,27 @@ struct Pending {
     /// the gate opens.
     first: Option<(Box<JobState>, GateGuard)>,
     /// The newest commit not written yet; it covers any before it.
-    newest: Option<Box<JobState>>,
+    newest: Option<Box<Unwritten>>,
     /// The job is over: write what is pending at once, then exit.
     stop: bool,
     /// The thread waits for work (a commit must wake it).
     idle: bool,
 }
+
+/// A job state as a commit leaves it: its `failed` list is empty and
+/// filled in (from the job's shared list of failed chunks, the first
+/// `failed` of them) only when the state is written, at most once per
+/// interval, so a commit does not copy every failure so far.
+#[derive(Clone)]
+struct Unwritten {
+    state: JobState,
+    failed: usize,
+}
+
+/// The chunks skipped so far, in order, shared by the commit observer
+/// (which appends) and the checkpoint thread (which copies a prefix into
+/// the state it writes).
+type FailedList = Arc<Mutex<Vec<FailedChunk>>>;
 
 /// Whether step 0 (written on the checkpoint thread while the job starts)
 /// is committed: the saver waits for it before writing anything, so no
@@ -250,13 +265,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CheckpointActor {
-    fn start(store: Arc<dyn ProgressStore>, min_interval: Duration) -> Result<Self, Error> {
+    fn start(
+        store: Arc<dyn ProgressStore>,
+        min_interval: Duration,
+        failed: FailedList,
+    ) -> Result<Self, Error> {
         let pending = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
         let error = Arc::new(Mutex::new(None));
         let (shared, err) = (Arc::clone(&pending), Arc::clone(&error));
         let handle = std::thread::Builder::new()
             .name("raygent-ckpt".into())
-            .spawn(move || Self::run(&store, min_interval, &shared, &err))
+            .spawn(move || Self::run(&store, min_interval, &shared, &err, &failed))
             .map_err(|e| Error::Runtime(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(CheckpointActor {
             pending,
@@ -272,6 +291,7 @@ impl CheckpointActor {
         min_interval: Duration,
         shared: &(Mutex<Pending>, Condvar),
         err: &Mutex<Option<Error>>,
+        failed: &FailedList,
     ) {
         let (slot, cv) = shared;
         let mut last_write: Option<Instant> = None;
@@ -322,7 +342,12 @@ impl CheckpointActor {
             }
             let (newest, stop) = (p.newest.take(), p.stop);
             drop(p);
-            if let Some(state) = newest {
+            if let Some(u) = newest {
+                let Unwritten {
+                    mut state,
+                    failed: n,
+                } = *u;
+                state.failed = lock(failed).iter().take(n).cloned().collect();
                 let _g = tracing::debug_span!("checkpoint", step = state.next_chunk).entered();
                 if let Err(e) = store.save(state.next_chunk, &state) {
                     fail(e);
@@ -348,7 +373,7 @@ impl CheckpointActor {
     }
 
     /// Hands the newest commit to the thread.
-    fn send(&self, state: JobState) -> Result<(), Error> {
+    fn send(&self, state: Unwritten) -> Result<(), Error> {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
@@ -407,7 +432,9 @@ pub(crate) struct Resumer {
     fingerprint: Fingerprint,
     boundaries: Arc<Mutex<Boundaries>>,
     actor: Arc<Mutex<CheckpointActor>>,
-    last: Arc<Mutex<Option<JobState>>>,
+    /// The newest commit's state (step 0's before any).
+    last: Arc<Mutex<Option<Unwritten>>>,
+    failed: FailedList,
     /// The gate of step 0, when this run writes one.
     gate: Option<Arc<Gate>>,
 }
@@ -498,7 +525,9 @@ impl Resumer {
             expected_fingerprint = Some(state.input_fingerprint.clone());
             found_state = true;
         }
-        let actor = CheckpointActor::start(Arc::clone(&store), cfg.min_interval)?;
+        let failed: FailedList = Arc::new(Mutex::new(start.failed.clone()));
+        let actor =
+            CheckpointActor::start(Arc::clone(&store), cfg.min_interval, Arc::clone(&failed))?;
         Ok(Resumer {
             store,
             config,
@@ -510,6 +539,7 @@ impl Resumer {
             boundaries: Arc::default(),
             actor: Arc::new(Mutex::new(actor)),
             last: Arc::default(),
+            failed,
             gate: None,
         })
     }
@@ -556,7 +586,7 @@ impl Resumer {
             };
             let gate = Arc::new(Gate::default());
             lock(&self.actor).send_first(state.clone(), Arc::clone(&gate))?;
-            *lock(&self.last) = Some(state);
+            *lock(&self.last) = Some(Unwritten { state, failed: 0 });
             self.gate = Some(gate);
         }
         Ok(())
@@ -589,6 +619,7 @@ impl Resumer {
         let boundaries = Arc::clone(&self.boundaries);
         let actor = Arc::clone(&self.actor);
         let last = Arc::clone(&self.last);
+        let failed = Arc::clone(&self.failed);
         let config = self.config.clone();
         let mut parts = self.start.parts;
         Box::new(move |c: &Commit| {
@@ -619,12 +650,18 @@ impl Resumer {
                 input_fingerprint: fingerprint.value(),
                 parts,
                 last_chunks: c.chunks.clone(),
-                failed: c.failed.clone(),
+                failed: Vec::new(),
                 written_at: now_secs(),
                 complete: false,
             };
             // Keep the boundary so a later commit at the same point works.
             lock(&boundaries).queue.push_front((end, fingerprint));
+            let n = {
+                let mut f = lock(&failed);
+                f.extend(c.newly_failed.iter().cloned());
+                f.len()
+            };
+            let state = Unwritten { state, failed: n };
             *lock(&last) = Some(state.clone());
             lock(&actor).send(state)
         })
@@ -716,10 +753,10 @@ impl Resumer {
     /// Waits for the checkpoint writes; marks the job complete if `done`.
     pub(crate) fn finish(&mut self, done: bool) -> Result<(), Error> {
         let mut actor = lock(&self.actor);
-        if done && let Some(mut state) = lock(&self.last).take() {
-            state.complete = true;
-            state.written_at = now_secs();
-            actor.send(state)?;
+        if done && let Some(mut last) = lock(&self.last).take() {
+            last.state.complete = true;
+            last.state.written_at = now_secs();
+            actor.send(last)?;
         }
         actor.finish()
     }
@@ -727,7 +764,7 @@ impl Resumer {
     pub(crate) fn committed_chunks(&self) -> u64 {
         lock(&self.last)
             .as_ref()
-            .map_or(self.start.next_chunk, |s| s.next_chunk)
+            .map_or(self.start.next_chunk, |s| s.state.next_chunk)
     }
 }
 

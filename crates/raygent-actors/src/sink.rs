@@ -44,8 +44,11 @@ pub struct Commit {
     pub chunks: Range<u64>,
     /// Its items.
     pub items: Range<u64>,
-    /// Chunks skipped after failing on every attempt, so far.
-    pub failed: Vec<FailedChunk>,
+    /// Chunks skipped after failing on every attempt that this commit is
+    /// the first to cover (those before were in earlier commits, or in the
+    /// checkpoint the job resumed from): a commit costs what it adds, not
+    /// every failure so far.
+    pub newly_failed: Vec<FailedChunk>,
 }
 
 /// A batch handed to the saver and not yet committed.
@@ -81,6 +84,9 @@ pub(crate) struct Sink<O, H> {
     committed_results: u64,
     pub(crate) saves: u64,
     pub(crate) failed: Vec<FailedChunk>,
+    /// How many of `failed` earlier commits (or the checkpoint resumed
+    /// from) already covered.
+    failed_committed: usize,
     pub(crate) error: Option<Error>,
     /// Index of the next chunk expected (for sanity checks).
     next_chunk: u64,
@@ -111,6 +117,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             committed_results: start.results,
             saves: 0,
             failed: start.failed.clone(),
+            failed_committed: start.failed.len(),
             error: None,
             next_chunk: first_chunk,
             progress: Progress::new(),
@@ -231,12 +238,12 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 next_chunk: b.chunks.end,
                 next_item: b.items.end,
                 results: self.committed_results,
-                failed: self
-                    .failed
-                    .iter()
-                    .take_while(|f| f.index < b.chunks.end)
-                    .cloned()
-                    .collect(),
+                newly_failed: {
+                    let new = &self.failed[self.failed_committed..];
+                    let n = new.iter().take_while(|f| f.index < b.chunks.end).count();
+                    self.failed_committed += n;
+                    new[..n].to_vec()
+                },
                 chunks: b.chunks,
                 items: b.items,
             };

@@ -456,3 +456,71 @@ fn a_job_without_checkpoint_keeps_its_saver() {
         (0..100u64).map(|x| x * x).collect::<Vec<_>>()
     );
 }
+
+/// Chunks skipped before an interruption and after the resume all end up
+/// in the final checkpoint, in order, once each: each commit passes on only
+/// the failures it adds, and the checkpoint writes the whole list.
+#[test]
+fn skipped_chunks_before_and_after_a_resume_are_all_in_the_checkpoint() {
+    use raygent_actors::ProgressStore;
+    use raygent_core::{FailurePolicy, RetryPolicy};
+    for sequential in [false, true] {
+        let store = MemoryProgressStore::new();
+        let saver = MemorySaver::new();
+        let job = |stop_at: Option<u64>| {
+            let stop = StopHandle::new();
+            let s = stop.clone();
+            let mut m = TaskManager::with_handler(
+                move || {
+                    let s = s.clone();
+                    task_fn("odd", move |x: &u64| {
+                        if Some(*x) == stop_at {
+                            s.stop();
+                        }
+                        // Chunks 3, 11 and 40 (of 10 items) always fail.
+                        if [3, 11, 40].contains(&(x / 10)) {
+                            return Err(format!("item {x} is bad").into());
+                        }
+                        Ok(x * x)
+                    })
+                },
+                Discard,
+            )
+            .with_n_cores(2)
+            .with_sequential(sequential);
+            m.submit_tasks(
+                0..500u64,
+                SubmitOptions::new()
+                    .with_chunk_size(10)
+                    .with_save_interval(20)
+                    .with_retry(RetryPolicy::none())
+                    .with_failure_policy(FailurePolicy::Skip)
+                    .with_saver(saver.clone())
+                    .with_stop_handle(stop)
+                    .with_checkpoint(ResumeConfig::new(Arc::new(store.clone()))),
+            )
+        };
+        let first = job(Some(250));
+        assert!(matches!(first, Err(Error::Interrupted { .. })), "{first:?}");
+        let state = store.load_latest().unwrap().unwrap();
+        let before: Vec<u64> = state.failed.iter().map(|f| f.index).collect();
+        assert!(
+            before.starts_with(&[3]) && before.iter().all(|i| [3, 11].contains(i)),
+            "{before:?}"
+        );
+        let report = job(None).unwrap();
+        let state = store.load_latest().unwrap().unwrap();
+        assert!(state.complete);
+        let failed: Vec<(u64, std::ops::Range<u64>)> = state
+            .failed
+            .iter()
+            .map(|f| (f.index, f.items.clone()))
+            .collect();
+        assert_eq!(failed, [(3, 30..40), (11, 110..120), (40, 400..410)]);
+        assert!(
+            state.failed[2].error.contains("item 400 is bad"),
+            "{state:?}"
+        );
+        assert_eq!(report.failed_chunks.len(), 3, "sequential: {sequential}");
+    }
+}
