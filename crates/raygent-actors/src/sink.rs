@@ -188,11 +188,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             let _g = span.enter();
             let committed_until = match saver.submit(&batch) {
                 Ok(until) => until,
-                Err(e) => {
-                    tracing::error!(error = %e, "save failed");
-                    self.error = Some(Error::Save(e));
-                    return;
-                }
+                Err(e) => return self.fail_save(e),
             };
             self.in_flight.push_back(InFlight {
                 chunks: self.batch_chunks.clone(),
@@ -214,11 +210,16 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         if let Some(gate) = self.first_write_gate.take()
             && let Err(e) = gate()
         {
-            tracing::error!(error = %e, "save failed");
-            self.error = Some(Error::Save(e));
+            self.fail_save(e);
             return false;
         }
         true
+    }
+
+    /// Records a save error: it stops the job, and nothing more is saved.
+    fn fail_save(&mut self, e: SaveError) {
+        tracing::error!(error = %e, "save failed");
+        self.error = Some(Error::Save(e));
     }
 
     /// Reports, in order, the batches in flight that end at or before
@@ -263,10 +264,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         if let Some(saver) = self.saver.as_mut() {
             match saver.flush() {
                 Ok(()) => self.commit_until(u64::MAX),
-                Err(e) => {
-                    tracing::error!(error = %e, "save failed");
-                    self.error = Some(Error::Save(e));
-                }
+                Err(e) => self.fail_save(e),
             }
         }
     }
@@ -287,7 +285,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             && let Some(saver) = self.saver.as_mut()
             && let Err(e) = saver.finish()
         {
-            self.error = Some(Error::Save(e));
+            self.fail_save(e);
         }
     }
 }
