@@ -317,12 +317,7 @@ impl DatasetSaver {
                 ),
             });
         }
-        if self.failed {
-            return Err(Error::Usage {
-                url,
-                reason: "an earlier part failed; the saver takes no more batches".into(),
-            });
-        }
+        self.refuse_after_failure()?;
         self.start()?;
         self.reap(false)?;
         while self.in_flight.len() >= self.options.saves_in_flight {
@@ -435,13 +430,22 @@ impl DatasetSaver {
     /// [`Saver::flush`] with this crate's error type: waits until every
     /// submitted part is committed; returns the first failure.
     pub fn flush_saves(&mut self) -> Result<(), Error> {
+        self.refuse_after_failure()?;
+        self.reap(true)
+    }
+
+    /// After a part in flight failed (that error was returned once), the
+    /// saver takes no more work: the parts after it cannot be committed.
+    fn refuse_after_failure(&self) -> Result<(), Error> {
         if self.failed {
             return Err(Error::Usage {
                 url: self.location.url().to_owned(),
-                reason: "an earlier part failed; the parts after it are not committed".into(),
+                reason: "an earlier part failed, so nothing after it can be committed; \
+                         rerun the job to resume after the last committed part"
+                    .into(),
             });
         }
-        self.reap(true)
+        Ok(())
     }
 
     /// Collects the parts in flight that are done (all of them if `wait`),
