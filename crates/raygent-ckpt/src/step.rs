@@ -196,6 +196,8 @@ struct Scan {
     committed: BTreeSet<u64>,
     uncommitted: BTreeSet<u64>,
     legacy: BTreeSet<u64>,
+    /// The step directories on the local disk (with `with_local_dir`).
+    local: BTreeSet<u64>,
 }
 
 #[derive(Debug)]
@@ -290,7 +292,8 @@ impl Shared {
         // On a local disk, a step directory may hold only a staging file
         // (`COMMIT#1`: a process killed in the middle of a put), which the
         // store does not list: it is uncommitted too.
-        seen.extend(self.local_step_dirs());
+        scan.local = self.local_step_dirs();
+        seen.extend(scan.local.iter().copied());
         scan.uncommitted = seen.difference(&scan.committed).copied().collect();
         Ok(scan)
     }
@@ -901,9 +904,9 @@ impl StepCheckpointer {
             // puts): the staging files that a process killed mid-put left
             // in step directories go. Under the lock, so no save registers
             // (and starts a put) meanwhile.
-            for step in sh.local_step_dirs() {
-                if !c.in_flight.contains(&step) {
-                    sh.remove_local_staging(step);
+            for step in &scan.local {
+                if !c.in_flight.contains(step) {
+                    sh.remove_local_staging(*step);
                 }
             }
             c.committed.extend(scan.committed);
