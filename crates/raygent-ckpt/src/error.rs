@@ -83,7 +83,10 @@ pub enum Error {
 
     /// A checkpoint's objects are inconsistent (a committed step whose state
     /// is missing or has the wrong size, an unreadable marker).
-    #[error("checkpoint at {location} is damaged: {message}")]
+    #[error(
+        "checkpoint at {location} is damaged: {message}; delete that step to fall back to \
+         the one before it, or start over"
+    )]
     Corrupt {
         /// The step directory or object concerned.
         location: String,
