@@ -111,14 +111,19 @@ fn saver(dir: &Path) -> DatasetSaver {
     .unwrap()
 }
 
-/// Step checkpoints under `<dir>/_checkpoints`, keep 3, as the CLI does.
-fn checkpoint(dir: &Path) -> ResumeConfig {
+/// Step checkpoints under `<dir>/_checkpoints`, keep 3, states of at most
+/// `inline_max` bytes inside COMMIT.
+fn steps(dir: &Path, inline_max: usize) -> StepCheckpointer {
     let loc = Location::parse(dir.to_str().unwrap()).unwrap();
-    let steps = StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
+    StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
         .unwrap()
         .with_keep(3)
-        .with_inline_state(INLINE_JOB_STATE_MAX)
-        .with_local_dir(dir.join("_checkpoints"));
+        .with_inline_state(inline_max)
+}
+
+/// The job's checkpoints next to its output, as the CLI sets them up.
+fn checkpoint(dir: &Path) -> ResumeConfig {
+    let steps = steps(dir, INLINE_JOB_STATE_MAX).with_local_dir(dir.join("_checkpoints"));
     ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
 }
 
@@ -208,14 +213,7 @@ fn median_interval(sorted: &[f64]) -> (f64, f64) {
 /// writes it, keep 3), over `n` consecutive steps; the state inside the
 /// commit when `inline_max` allows (the CLI's set-up), else in its own file.
 fn checkpoint_write_time(n: u64, inline_max: usize) -> Duration {
-    let tmp = tempdir();
-    let loc = Location::parse(tmp.to_str().unwrap()).unwrap();
-    let store = StepProgressStore::new(
-        StepCheckpointer::new(Arc::clone(loc.store()), loc.path("_checkpoints"))
-            .unwrap()
-            .with_keep(3)
-            .with_inline_state(inline_max),
-    );
+    let store = StepProgressStore::new(steps(&tempdir(), inline_max));
     let state = |step: u64| JobState {
         config: JobConfig {
             chunk_size: 100,
