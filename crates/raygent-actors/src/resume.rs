@@ -624,38 +624,35 @@ impl Resumer {
         let mut parts = self.start.parts;
         Box::new(move |c: &Commit| {
             parts += 1;
-            let fp = {
+            let input_fingerprint = {
                 let mut b = lock(&boundaries);
-                let mut found = None;
-                while let Some((end, _)) = b.queue.front() {
-                    if *end > c.next_chunk {
-                        break;
-                    }
-                    found = b.queue.pop_front();
+                // Boundaries before this commit are not needed any more;
+                // its own stays, since a later commit may end there too.
+                while b.queue.front().is_some_and(|(end, _)| *end < c.next_chunk) {
+                    b.queue.pop_front();
                 }
-                found
+                match b.queue.front() {
+                    Some((end, fp)) if *end == c.next_chunk => fp.value(),
+                    _ => {
+                        return Err(Error::Runtime(format!(
+                            "no input fingerprint recorded for chunk boundary {}",
+                            c.next_chunk
+                        )));
+                    }
+                }
             };
-            let Some((end, fingerprint)) = fp else {
-                return Err(Error::Runtime(format!(
-                    "no input fingerprint recorded for chunk boundary {}",
-                    c.next_chunk
-                )));
-            };
-            debug_assert_eq!(end, c.next_chunk);
             let state = JobState {
                 config: config.clone(),
                 next_chunk: c.next_chunk,
                 next_item: c.next_item,
                 results: c.results,
-                input_fingerprint: fingerprint.value(),
+                input_fingerprint,
                 parts,
                 last_chunks: c.chunks.clone(),
                 failed: Vec::new(),
                 written_at: now_secs(),
                 complete: false,
             };
-            // Keep the boundary so a later commit at the same point works.
-            lock(&boundaries).queue.push_front((end, fingerprint));
             let n = {
                 let mut f = lock(&failed);
                 f.extend(c.newly_failed.iter().cloned());
