@@ -444,23 +444,16 @@ impl Shared {
         }
     }
 
-    /// Removes from `step`'s local directory the staging files (`name#N`)
-    /// that object_store's local store writes before renaming them into
-    /// place: a process killed mid-put leaves them behind, and listings do
-    /// not show them.
+    /// Removes from `step`'s local directory the staging files that a
+    /// process killed mid-put left behind
+    /// ([`raygent_core::remove_staging_files`]).
     fn remove_local_staging(&self, step: u64) {
         let Some(root) = self.local_dir.get() else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(root.join(step_dir_name(step))) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().contains('#')
-                && let Err(err) = std::fs::remove_file(e.path())
-            {
-                tracing::debug!(file = %e.path().display(), error = %err, "staging file kept");
-            }
+        let dir = root.join(step_dir_name(step));
+        if let Err((file, err)) = raygent_core::remove_staging_files(&dir, |_| true) {
+            tracing::debug!(file = %file.display(), error = %err, "staging file kept");
         }
     }
 

@@ -28,6 +28,7 @@ mod handler;
 mod report;
 mod retry;
 mod saver;
+mod staging;
 mod stop;
 mod task;
 
@@ -41,5 +42,7 @@ pub use crate::handler::{Collect, Discard, Fold, OnlineMean, ResultHandler};
 pub use crate::report::{FailedChunk, JobReport};
 pub use crate::retry::{FailurePolicy, RetryPolicy};
 pub use crate::saver::{Batch, MemorySaver, ResumePoint, SavedBatch, Saver};
+#[doc(hidden)]
+pub use crate::staging::remove_staging_files;
 pub use crate::stop::StopHandle;
 pub use crate::task::{FnTask, Task, TaskFactory, task_fn};

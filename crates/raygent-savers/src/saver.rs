@@ -649,24 +649,14 @@ impl DatasetSaver {
     }
 }
 
-/// Removes the staging files (`name#N`) that object_store's local store
-/// writes before renaming them into place: a process killed mid-write
-/// leaves them behind, and the store's listings do not show them.
+/// Removes the staging files of parts and records that a process killed
+/// mid-write left behind ([`raygent_core::remove_staging_files`]).
 fn remove_local_staging(dir: &std::path::Path) -> Result<(), Error> {
     for d in [dir.to_path_buf(), dir.join(crate::manifest::MANIFEST_DIR)] {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if (name.starts_with("part-") || name.starts_with('_')) && name.contains('#') {
-                std::fs::remove_file(e.path()).map_err(|source| Error::LocalDir {
-                    path: e.path(),
-                    source,
-                })?;
-            }
-        }
+        raygent_core::remove_staging_files(&d, |name| {
+            name.starts_with("part-") || name.starts_with('_')
+        })
+        .map_err(|(path, source)| Error::LocalDir { path, source })?;
     }
     Ok(())
 }
