@@ -108,6 +108,13 @@ struct TaskActor<F: TaskFactory> {
     /// Set when the job is interrupted: queued chunks are then handed back
     /// unrun, so a stop does not wait for the whole dispatch window.
     stop: Option<StopHandle>,
+    /// Halted when the job aborts (a chunk failed for good, a save failed):
+    /// queued chunks are then handed back unrun too.
+    window: Arc<Window>,
+    /// The attempt after which a failure is final.
+    max_attempts: u32,
+    /// Whether a final failure aborts the job.
+    abort_on_failure: bool,
     supervisor: Recipient<ChunkDone<In<F>, Out<F>>>,
     /// Dropped with the actor: lets the caller wait until every task
     /// instance (and any worker process it owns) is gone.
@@ -124,11 +131,21 @@ impl<F: TaskFactory> Handler<RunChunk<In<F>>> for TaskActor<F> {
         let RunChunk { chunk, attempt } = msg;
         let span = tracing::trace_span!("chunk", index = chunk.index, attempt);
         let _g = span.enter();
-        let outcome = if self.stop.as_ref().is_some_and(StopHandle::is_stopped) {
-            Err(Failure::Cancelled)
-        } else {
-            run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once)
-        };
+        let outcome =
+            if self.stop.as_ref().is_some_and(StopHandle::is_stopped) || self.window.is_halted() {
+                Err(Failure::Cancelled)
+            } else {
+                run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once)
+            };
+        // A final failure that aborts the job halts the window here, on the
+        // task thread, before this thread takes its next chunk: waiting for
+        // the supervisor to do it would let queued chunks start meanwhile.
+        if matches!(&outcome, Err(f) if !matches!(f, Failure::Cancelled))
+            && attempt >= self.max_attempts
+            && self.abort_on_failure
+        {
+            self.window.halt();
+        }
         let (index, start) = (chunk.index, chunk.start);
         let outcome = match outcome {
             Ok(results) => Ok(results),
@@ -145,20 +162,23 @@ impl<F: TaskFactory> Handler<RunChunk<In<F>>> for TaskActor<F> {
 
 // ---------------------------------------------------------------- supervisor
 
-pub(crate) struct SupervisorConfig {
+pub(crate) struct SupervisorConfig<T> {
     pub(crate) stop: Option<StopHandle>,
     pub(crate) progress: crate::progress::Progress,
     pub(crate) workers: usize,
     pub(crate) at_once: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) failure_policy: FailurePolicy,
+    /// A task instance already made (to read its identity for a resume):
+    /// the first task actor takes it instead of making one.
+    pub(crate) first_task: Option<Box<T>>,
 }
 
 /// Owns the pool, retries failed attempts, and tells the reorder actor
 /// when each chunk is finished.
 pub(crate) struct Supervisor<F: TaskFactory, H: ResultHandler<Out<F>>> {
     factory: Arc<F>,
-    cfg: SupervisorConfig,
+    cfg: SupervisorConfig<F::Task>,
     pool: Option<Addr<TaskActor<F>>>,
     reorder: Addr<Reorder<Out<F>, H>>,
     window: Arc<Window>,
@@ -175,7 +195,7 @@ pub(crate) struct Supervisor<F: TaskFactory, H: ResultHandler<Out<F>>> {
 impl<F: TaskFactory, H: ResultHandler<Out<F>>> Supervisor<F, H> {
     pub(crate) fn new(
         factory: Arc<F>,
-        cfg: SupervisorConfig,
+        cfg: SupervisorConfig<F::Task>,
         reorder: Addr<Reorder<Out<F>, H>>,
         window: Arc<Window>,
         alive: mpsc::Sender<()>,
@@ -237,6 +257,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Actor for Supervisor<F, H> {
         let stop = self.cfg.stop.clone();
         let alive = self.alive.take();
         let alive = Mutex::new(alive);
+        let first_task = Mutex::new(self.cfg.first_task.take());
+        let window = Arc::clone(&self.window);
+        let max_attempts = self.cfg.retry.max_attempts();
+        let abort_on_failure = self.cfg.failure_policy != FailurePolicy::Skip;
         self.pool = Some(SyncArbiter::start_with_thread_builder(
             self.cfg.workers,
             || std::thread::Builder::new().name("raygent-task".into()),
@@ -248,9 +272,12 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Actor for Supervisor<F, H> {
                     .unwrap_or_else(|| mpsc::channel().0);
                 TaskActor {
                     factory: Arc::clone(&factory),
-                    task: None,
+                    task: first_task.lock().unwrap_or_else(|e| e.into_inner()).take(),
                     at_once,
                     stop: stop.clone(),
+                    window: Arc::clone(&window),
+                    max_attempts,
+                    abort_on_failure,
                     supervisor: me.clone(),
                     _alive: alive,
                 }
@@ -309,12 +336,13 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> Handler<ChunkDone<In<F>, Out<F>>>
                     .entry(failure.class().to_owned())
                     .and_modify(|n| *n += 1)
                     .or_insert(1);
-                if self.window.is_halted() {
+                let last_attempt = attempt >= self.cfg.retry.max_attempts();
+                if !last_attempt && self.window.is_halted() {
                     // The job is stopping because of another failure: do not retry.
                     self.finish_one(ctx, None);
                     return;
                 }
-                if attempt < self.cfg.retry.max_attempts() {
+                if !last_attempt {
                     self.stats.retries += 1;
                     self.cfg.progress.add_retry();
                     self.attempts.insert(index, attempt);

@@ -310,10 +310,11 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                 "save interval must be at least 1".into(),
             ));
         }
-        let handler = self
-            .handler
-            .take()
-            .ok_or_else(|| Error::Runtime("result handler lost by an earlier failed job".into()))?;
+        if self.handler.is_none() {
+            return Err(Error::Runtime(
+                "result handler lost by an earlier failed job".into(),
+            ));
+        }
         let workers = self.max_concurrent_tasks();
         let span = tracing::info_span!(
             "job",
@@ -324,9 +325,17 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         let _g = span.enter();
 
         // Resume: find where an earlier run stopped, check it is the same
-        // job, and prepare the saver.
+        // job, and prepare the saver. The task instance made to learn the
+        // task's name and version becomes the first worker's, so a resume
+        // calls the factory no more often than a plain run does.
+        let mut first_task = None;
         let mut resume = match options.resume.take() {
-            Some(cfg) => Some(crate::resume::Resumer::open(cfg, &*self.factory, &options)?),
+            Some(cfg) => {
+                let probe = make_task(&*self.factory)?;
+                let r = crate::resume::Resumer::open(cfg, &probe, &options)?;
+                first_task = Some(Box::new(probe));
+                Some(r)
+            }
             None => None,
         };
         let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
@@ -335,22 +344,6 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         {
             r.prepare_saver(saver.as_mut())?;
         }
-        let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());
-        let gate = resume.as_ref().and_then(|r| r.first_write_gate());
-
-        let sink = Sink::new(
-            handler,
-            options.saver.take(),
-            options.save_interval,
-            observer,
-            gate,
-            &start,
-        );
-        let mut sink = sink;
-        if let Some(p) = &options.progress {
-            p.set_position(start.next_chunk, start.next_item);
-            sink.progress = p.clone();
-        }
         let mut report = JobReport::default();
         let mut chunks = Chunks::try_new(items.into_iter(), options.chunk_size)?;
         // Skip (and fingerprint) what an earlier run committed.
@@ -358,10 +351,33 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             r.skip_committed(&mut chunks)?;
             report.resumed_chunks = start.next_chunk;
         }
+        let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());
+        let gate = resume.as_ref().and_then(|r| r.first_write_gate());
+
+        // Everything that can refuse the job has run: only now does the
+        // result handler leave the manager (it comes back with the sink),
+        // so a refused job leaves the manager and its results as they were.
+        let Some(handler) = self.handler.take() else {
+            return Err(Error::Runtime(
+                "result handler lost by an earlier failed job".into(),
+            ));
+        };
+        let mut sink = Sink::new(
+            handler,
+            options.saver.take(),
+            options.save_interval,
+            observer,
+            gate,
+            &start,
+        );
+        if let Some(p) = &options.progress {
+            p.set_position(start.next_chunk, start.next_item);
+            sink.progress = p.clone();
+        }
         let outcome = if self.sequential {
-            self.run_sequential(chunks, sink, &options, resume.as_mut())
+            self.run_sequential(chunks, sink, &options, first_task, resume.as_mut())
         } else {
-            self.run_actors(chunks, sink, &options, workers, resume.as_mut())
+            self.run_actors(chunks, sink, &options, workers, first_task, resume.as_mut())
         };
         let (finished, fed) = match outcome {
             Ok(x) => x,
@@ -426,6 +442,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         chunks: Chunks<C>,
         mut sink: Sink<Out<F>, H>,
         options: &SubmitOptions<Out<F>>,
+        first_task: Option<Box<F::Task>>,
         mut resume: Option<&mut crate::resume::Resumer>,
     ) -> Result<(Finished<Out<F>, H>, Fed), Error>
     where
@@ -434,14 +451,17 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
     {
         let mut fed = Fed::starting_at(&chunks);
         let mut stats = RunStats::default();
-        let mut task = None;
+        let mut task = first_task;
         let max_attempts = options.retry.max_attempts();
         for next in chunks {
             let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
                 break;
             };
-            if let Some(r) = resume.as_deref_mut() {
-                r.observe_chunk(&chunk)?;
+            if let Some(r) = resume.as_deref_mut()
+                && let Err(e) = r.observe_chunk(&chunk)
+            {
+                fed.input_error = Some(e);
+                break;
             }
             fed.push(&chunk);
             let mut attempt = 1;
@@ -501,6 +521,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         sink: Sink<Out<F>, H>,
         options: &SubmitOptions<Out<F>>,
         workers: usize,
+        first_task: Option<Box<F::Task>>,
         mut resume: Option<&mut crate::resume::Resumer>,
     ) -> Result<(Finished<Out<F>, H>, Fed), Error>
     where
@@ -521,6 +542,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             at_once: options.at_once,
             retry: options.retry.clone(),
             failure_policy: options.failure_policy,
+            first_task,
         };
         let factory = Arc::clone(&self.factory);
         let w = Arc::clone(&window);
@@ -557,7 +579,6 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
 
         // Feed chunks from the caller's thread: the input iterator may block
         // on I/O and need not be Send.
-        let mut feed_error = None;
         for next in chunks {
             let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
                 break;
@@ -569,7 +590,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             if let Some(r) = resume.as_deref_mut()
                 && let Err(e) = r.observe_chunk(&chunk)
             {
-                feed_error = Some(e);
+                fed.input_error = Some(e);
                 window.halt();
                 break;
             }
@@ -590,11 +611,16 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                 Ok(_) => "the actor system stopped before the job finished".into(),
             })
         })?;
-        if let Some(e) = feed_error {
-            return Err(e);
-        }
         Ok((finished, fed))
     }
+}
+
+/// Makes a task instance on the caller's thread, a panic in the factory
+/// becoming an error.
+fn make_task<F: TaskFactory>(factory: &F) -> Result<F::Task, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory.make())).map_err(|_| {
+        Error::Runtime("the task factory panicked while making the first task instance".into())
+    })
 }
 
 /// What the feeder handed to the runtime.

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raygent_core::{
     Chunk, Chunks, Error, FailedChunk, Fingerprint, ResumePoint, SaveError, Saver, Task,
-    TaskFactory,
 };
 use serde::{Deserialize, Serialize};
 
@@ -445,39 +444,56 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What differs between two job configurations, for the refusal's message.
+///
+/// Field by field through serde, so that a field added to [`JobConfig`] is
+/// compared without being listed here; the labels only make the known ones
+/// read well. Whether two jobs differ is decided by comparing whole values
+/// (`!=`), never by this list, which falls back to a generic line if it
+/// finds nothing.
 fn differences(old: &JobConfig, new: &JobConfig) -> Vec<String> {
-    let mut d = Vec::new();
-    let mut cmp = |what: &str, a: String, b: String| {
-        if a != b {
-            d.push(format!("{what} was {a:?}, now {b:?}"));
+    fn label(field: &str) -> &str {
+        match field {
+            "chunk_size" => "chunk size",
+            "save_interval" => "save interval",
+            "task_name" => "task name",
+            "task_version" => "task version",
+            "saver" => "output",
+            "extra" => "job identity",
+            other => other,
         }
+    }
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => format!("\"{other}\""),
+        }
+    }
+    let (a, b) = match (serde_json::to_value(old), serde_json::to_value(new)) {
+        (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => (a, b),
+        _ => return vec!["the job's configuration differs".into()],
     };
-    cmp(
-        "chunk size",
-        old.chunk_size.to_string(),
-        new.chunk_size.to_string(),
-    );
-    cmp(
-        "save interval",
-        old.save_interval.to_string(),
-        new.save_interval.to_string(),
-    );
-    cmp("at_once", old.at_once.to_string(), new.at_once.to_string());
-    cmp("task name", old.task_name.clone(), new.task_name.clone());
-    cmp(
-        "task version",
-        old.task_version.clone(),
-        new.task_version.clone(),
-    );
-    cmp("output", old.saver.clone(), new.saver.clone());
-    cmp("job identity", old.extra.clone(), new.extra.clone());
+    let null = serde_json::Value::Null;
+    let mut d: Vec<String> = a
+        .keys()
+        .chain(b.keys().filter(|k| !a.contains_key(*k)))
+        .filter_map(|k| {
+            let (x, y) = (a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null));
+            (x != y).then(|| format!("{} was {}, now {}", label(k), text(x), text(y)))
+        })
+        .collect();
+    if d.is_empty() && old != new {
+        d.push("the job's configuration differs".into());
+    }
     d
 }
 
 impl Resumer {
-    pub(crate) fn open<F: TaskFactory, O: Send + 'static>(
+    /// Opens the checkpoint of the job `options` describes; `task` is an
+    /// instance of its task, for its name and version.
+    pub(crate) fn open<T: Task, O: Send + 'static>(
         cfg: ResumeConfig,
-        factory: &F,
+        task: &T,
         options: &SubmitOptions<O>,
     ) -> Result<Self, Error> {
         let Some(saver) = options.saver_ref() else {
@@ -485,7 +501,19 @@ impl Resumer {
                 "checkpointing needs a saver: results that are not saved cannot be resumed".into(),
             ));
         };
-        let probe = factory.make();
+        if !saver.can_resume() {
+            let name = match saver.describe() {
+                d if d.is_empty() => "the saver".to_owned(),
+                d => format!("the saver {d:?}"),
+            };
+            return Err(Error::InvalidConfig(format!(
+                "{name} cannot be checkpointed: it does not say how it resumes \
+                 (Saver::can_resume is false), so after a crash the results saved past the \
+                 last checkpoint would be saved a second time; implement Saver::resume and \
+                 Saver::can_resume for it, or run without a checkpoint"
+            )));
+        }
+        let probe = task;
         let config = JobConfig {
             chunk_size: options.chunk_size() as u64,
             save_interval: options.save_interval() as u64,
@@ -495,7 +523,6 @@ impl Resumer {
             saver: saver.describe(),
             extra: cfg.extra.clone(),
         };
-        drop(probe);
         let store = Arc::clone(&cfg.store);
         let mut start = StartPoint::default();
         let mut expected_fingerprint = None;
@@ -503,11 +530,10 @@ impl Resumer {
         if cfg.fresh {
             store.clear()?;
         } else if let Some(state) = store.load_latest()? {
-            let diff = differences(&state.config, &config);
-            if !diff.is_empty() {
+            if state.config != config {
                 return Err(Error::JobMismatch {
                     location: store.location(),
-                    differences: diff,
+                    differences: differences(&state.config, &config),
                 });
             }
             tracing::info!(
@@ -869,5 +895,60 @@ impl ProgressStore for StepProgressStore {
         self.display
             .clone()
             .unwrap_or_else(|| self.steps.location())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> JobConfig {
+        JobConfig {
+            chunk_size: 10,
+            save_interval: 100,
+            at_once: false,
+            task_name: "square".into(),
+            task_version: "1".into(),
+            saver: "cbor at /out".into(),
+            extra: "command [\"sh\"]".into(),
+        }
+    }
+
+    /// Every field of `JobConfig`, changed one at a time through serde
+    /// (so a field added later is covered without being named here), makes
+    /// the configurations differ and is named in the message.
+    #[test]
+    fn every_field_counts_and_is_named() {
+        let base = config();
+        let serde_json::Value::Object(fields) = serde_json::to_value(&base).unwrap() else {
+            panic!("a JobConfig serializes to an object")
+        };
+        assert_eq!(
+            fields.len(),
+            7,
+            "a new field: check its label in differences()"
+        );
+        for (key, value) in &fields {
+            let changed = match value {
+                serde_json::Value::Bool(b) => serde_json::Value::Bool(!b),
+                serde_json::Value::Number(n) => (n.as_u64().unwrap() + 1).into(),
+                serde_json::Value::String(s) => format!("{s}-changed").into(),
+                other => panic!("{key}: no way to change {other}"),
+            };
+            let mut obj = fields.clone();
+            obj.insert(key.clone(), changed);
+            let other: JobConfig = serde_json::from_value(obj.into()).unwrap();
+            assert_ne!(other, base, "{key} takes part in the comparison");
+            let d = differences(&base, &other);
+            assert_eq!(d.len(), 1, "{key}: {d:?}");
+            assert!(d[0].contains(" was "), "{key}: {d:?}");
+        }
+        let mut other = base.clone();
+        other.chunk_size = 20;
+        assert_eq!(
+            differences(&base, &other),
+            vec!["chunk size was \"10\", now \"20\"".to_owned()]
+        );
+        assert!(differences(&base, &base.clone()).is_empty());
     }
 }

@@ -224,6 +224,9 @@ impl raygent_core::Saver<u64> for LaggingSaver {
             self.commit_oldest();
         }
         Ok(())
+    } // Nothing survives the test process, so there is nothing to forget.
+    fn can_resume(&self) -> bool {
+        true
     }
 }
 
@@ -377,6 +380,9 @@ impl raygent_core::Saver<u64> for LoggingSaver {
         self.log.lock().unwrap().push("finish".into());
         Ok(())
     }
+    fn can_resume(&self) -> bool {
+        true
+    }
 }
 
 #[test]
@@ -523,4 +529,100 @@ fn skipped_chunks_before_and_after_a_resume_are_all_in_the_checkpoint() {
         );
         assert_eq!(report.failed_chunks.len(), 3, "sequential: {sequential}");
     }
+}
+
+#[test]
+fn a_manager_reused_after_a_refused_resume_runs_a_job_and_keeps_its_results() {
+    for sequential in [false, true] {
+        let store = MemoryProgressStore::new();
+        let saver = MemorySaver::new();
+        let mut m = TaskManager::new(|| task_fn("square", |x: &u64| Ok(x * x)))
+            .with_n_cores(2)
+            .with_sequential(sequential);
+        let options = |chunk: usize, identity: &str| {
+            SubmitOptions::new()
+                .with_chunk_size(chunk)
+                .with_saver(saver.clone())
+                .with_checkpoint(
+                    ResumeConfig::new(Arc::new(store.clone())).with_identity(identity.to_owned()),
+                )
+        };
+        m.submit_tasks(0..100u64, options(10, "a")).unwrap();
+        let first: Vec<u64> = (0..100).map(|x| x * x).collect();
+        assert_eq!(m.get_results(), first);
+
+        // The same output, another job: refused before anything runs.
+        let r = m.submit_tasks(0..100u64, options(10, "b"));
+        assert!(
+            matches!(r, Err(Error::JobMismatch { .. })),
+            "seq {sequential}: {r:?}"
+        );
+        assert_eq!(m.get_results(), first, "the refusal kept the results");
+
+        // The manager still runs jobs, and keeps collecting.
+        m.submit_tasks(100..150u64, SubmitOptions::new().with_chunk_size(10))
+            .unwrap();
+        let all: Vec<u64> = (0..150).map(|x| x * x).collect();
+        assert_eq!(m.get_results(), all, "seq {sequential}");
+    }
+}
+
+#[test]
+fn a_resume_makes_no_task_instance_of_its_own() {
+    for sequential in [false, true] {
+        let made = Arc::new(AtomicU64::new(0));
+        let m2 = Arc::clone(&made);
+        let mut m = TaskManager::new(move || {
+            m2.fetch_add(1, Ordering::SeqCst);
+            task_fn("square", |x: &u64| Ok(x * x))
+        })
+        .with_n_cores(1)
+        .with_sequential(sequential);
+        m.submit_tasks(
+            0..100u64,
+            SubmitOptions::new()
+                .with_chunk_size(10)
+                .with_saver(MemorySaver::new())
+                .with_checkpoint(ResumeConfig::new(Arc::new(MemoryProgressStore::new()))),
+        )
+        .unwrap();
+        // One worker, one instance: the one read for the checkpoint's task
+        // name and version is the one that ran the chunks.
+        assert_eq!(made.load(Ordering::SeqCst), 1, "seq {sequential}");
+    }
+}
+
+/// A saver that says nothing of how it resumes.
+struct AppendOnly;
+
+impl raygent_core::Saver<u64> for AppendOnly {
+    fn save(&mut self, _: &raygent_core::Batch<'_, u64>) -> Result<(), raygent_core::SaveError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "rows.csv".into()
+    }
+}
+
+#[test]
+fn a_saver_that_cannot_resume_is_refused_for_checkpoints() {
+    let store = MemoryProgressStore::new();
+    let mut m = TaskManager::new(|| task_fn("square", |x: &u64| Ok(x * x)));
+    let r = m.submit_tasks(
+        0..10u64,
+        SubmitOptions::new()
+            .with_saver(AppendOnly)
+            .with_checkpoint(ResumeConfig::new(Arc::new(store.clone()))),
+    );
+    let Err(Error::InvalidConfig(msg)) = r else {
+        panic!("expected a refusal, got {r:?}")
+    };
+    assert!(
+        msg.contains("\"rows.csv\" cannot be checkpointed") && msg.contains("Saver::resume"),
+        "{msg}"
+    );
+    assert!(store.steps().is_empty(), "nothing was checkpointed");
+    // Without a checkpoint the same saver is fine.
+    m.submit_tasks(0..10u64, SubmitOptions::new().with_saver(AppendOnly))
+        .unwrap();
 }

@@ -581,3 +581,49 @@ fn a_stop_does_not_wait_for_the_queued_window() {
     let n = runs.load(Ordering::SeqCst);
     assert!(n <= 10, "{n} chunks ran");
 }
+
+#[test]
+fn after_an_abort_no_new_chunk_starts() {
+    // One worker and a window far larger than the input: every chunk is
+    // queued when chunk 0 fails for good. Not one of them may start after.
+    for sequential in [false, true] {
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&started);
+        let mut m = TaskManager::new(move || {
+            let s = Arc::clone(&s);
+            task_fn("first fails", move |x: &u64| {
+                s.lock().unwrap().push(*x);
+                if *x == 0 {
+                    return Err("item 0 is bad".into());
+                }
+                Ok(*x)
+            })
+        })
+        .with_n_cores(1)
+        .with_sequential(sequential);
+        let r = m.submit_tasks(
+            0..200u64,
+            SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_window(1000)
+                .with_retry(RetryPolicy::none())
+                .with_failure_policy(FailurePolicy::Abort),
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::ChunkFailed {
+                    index: 0,
+                    attempts: 1,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(
+            *started.lock().unwrap(),
+            vec![0],
+            "seq {sequential}: only chunk 0 ran"
+        );
+    }
+}

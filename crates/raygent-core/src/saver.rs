@@ -71,9 +71,22 @@ pub trait Saver<T>: Send + 'static {
     /// everything for chunks `>= point.next_chunk` that this saver may have
     /// written before the crash must be forgotten (it was not checkpointed)
     /// and will be saved again. Defaults to doing nothing.
+    ///
+    /// A saver that implements it says so with
+    /// [`can_resume`](Saver::can_resume).
     fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
         let _ = point;
         Ok(())
+    }
+
+    /// Whether this saver knows how to resume: its
+    /// [`resume`](Saver::resume) forgets what it wrote past the resume
+    /// point. Defaults to `false`, and a checkpointed job refuses to start
+    /// with a saver that cannot resume: a saver that appends (to a CSV
+    /// file, say) would otherwise write the rows past the last checkpoint a
+    /// second time after a crash, without a word.
+    fn can_resume(&self) -> bool {
+        false
     }
 
     /// Called once, before any `save`, when a checkpointed job starts with
@@ -192,6 +205,10 @@ impl<T: Clone + Send + 'static> Saver<T> for MemorySaver<T> {
     fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
         self.lock().retain(|b| b.chunks.end <= point.next_chunk);
         Ok(())
+    }
+
+    fn can_resume(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

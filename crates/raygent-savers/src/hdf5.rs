@@ -444,6 +444,11 @@ impl<T: H5Type + Copy + Send + 'static> Saver<T> for Hdf5Saver<T> {
         Ok(self.resume_at(point)?)
     }
 
+    /// The dataset is truncated to the rows before the resume point.
+    fn can_resume(&self) -> bool {
+        true
+    }
+
     fn check_empty(&mut self) -> Result<(), SaveError> {
         let len = self.len()?;
         if len > 0 {

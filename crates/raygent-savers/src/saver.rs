@@ -838,6 +838,12 @@ impl<T: Serialize + Send + 'static> Saver<T> for DatasetSaver {
         self.resume_at(point).map_err(SaveError::from)
     }
 
+    /// Parts past the resume point are deleted: a part is written again
+    /// under the same name, never as a second copy.
+    fn can_resume(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.description()
     }
