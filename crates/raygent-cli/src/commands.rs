@@ -61,11 +61,10 @@ fn validate(args: &RunArgs) -> Result<(), Failure> {
 pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
     validate(&args)?;
     let source = Source::from_arg(args.input.as_deref());
-    if let Source::File(p) = &source {
-        std::fs::File::open(p)
-            .with_context(|| format!("cannot open the input file {}", p.display()))
-            .map_err(Failure::usage)?;
-    }
+    source
+        .check()
+        .with_context(|| format!("cannot open the input file {}", source.name()))
+        .map_err(Failure::usage)?;
     if !args.shell {
         check_program(&args.command[0])?;
     }
@@ -93,7 +92,13 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         args.shell
     );
     let stop = StopHandle::new();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP (the terminal closed, the ssh session dropped) stops the job
+    // as SIGTERM does: with a final checkpoint.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // A second signal while stopping exits at once.
         signal_hook::flag::register_conditional_shutdown(
             sig,
@@ -170,7 +175,14 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         )
     };
     drop(reporter);
-    finish(result, &args.output, quiet)
+    // A stream cannot be looked at again: say what a resume of one needs.
+    let mismatch_note = (!source.is_regular_file()).then(|| {
+        format!(
+            "{} is a stream, which a resume reads again from its start: it must give the same records in the same order",
+            source.name()
+        )
+    });
+    finish(result, &args.output, quiet, mismatch_note.as_deref())
 }
 
 fn execute<F>(
@@ -190,11 +202,16 @@ where
     manager.try_submit_tasks(items, options)
 }
 
-fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result<u8, Failure> {
+fn finish(
+    result: Result<JobReport, Error>,
+    output: &str,
+    quiet: bool,
+    mismatch_note: Option<&str>,
+) -> Result<u8, Failure> {
     match result {
         Ok(report) => {
             if !quiet {
-                eprintln!(
+                say!(
                     "raygent: done: {} items in {} chunks ({} resumed), {} retries, {} failed chunks, {:.1?}; results in {output}",
                     report.items,
                     report.chunks,
@@ -208,9 +225,13 @@ fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result
                 Ok(exit::DONE)
             } else {
                 for f in &report.failed_chunks {
-                    eprintln!(
+                    say!(
                         "raygent: skipped chunk {} (items {}..{}) after {} attempts: {}",
-                        f.index, f.items.start, f.items.end, f.attempts, f.error
+                        f.index,
+                        f.items.start,
+                        f.items.end,
+                        f.attempts,
+                        f.error
                     );
                 }
                 Ok(exit::SKIPPED)
@@ -226,8 +247,9 @@ fn finish(result: Result<JobReport, Error>, output: &str, quiet: bool) -> Result
             location,
             differences,
         }) => Err(Failure::usage(anyhow!(
-            "{output} holds a different job (checkpoint at {location}): {}; run the same command as before to resume it, or add --fresh to discard {output} and start over",
-            differences.join("; ")
+            "{output} holds a different job (checkpoint at {location}): {}{}; run the same command as before to resume it, or add --fresh to discard {output} and start over",
+            differences.join("; "),
+            mismatch_note.map_or(String::new(), |n| format!(" ({n})"))
         ))),
         Err(e @ (Error::Input { .. } | Error::InvalidConfig(_))) => Err(Failure::usage(anyhow!(
             "{e}; everything before it was saved to {output}: fix the input and run the same command again to resume"

@@ -39,8 +39,17 @@ impl std::fmt::Display for RecordError {
 pub enum Source {
     /// Standard input.
     Stdin,
-    /// A file.
+    /// A path: a regular file, or a stream with a name (a FIFO, a character
+    /// device, `/dev/stdin`, `/dev/fd/N` from a process substitution).
     File(PathBuf),
+}
+
+/// How a source's bytes are compressed, known from its name's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
 }
 
 impl Source {
@@ -61,28 +70,82 @@ impl Source {
         }
     }
 
-    /// An identity for checkpoints: the absolute path of a file.
-    pub fn identity(&self) -> String {
-        match self {
-            Source::Stdin => "<stdin>".into(),
-            Source::File(p) => std::fs::canonicalize(p)
-                .unwrap_or_else(|_| p.clone())
-                .display()
-                .to_string(),
+    fn compression(&self) -> Compression {
+        let Source::File(p) = self else {
+            return Compression::None;
+        };
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst") => Compression::Zstd,
+            _ => Compression::None,
         }
     }
 
+    /// Whether the source is a regular file, which can be read twice. Anything
+    /// else (stdin, a pipe, a FIFO, a character device, a process
+    /// substitution's `/dev/fd/N`) can be read only once.
+    pub fn is_regular_file(&self) -> bool {
+        match self {
+            Source::Stdin => false,
+            // `metadata` follows links, so `/dev/stdin` and `/dev/fd/N` are
+            // judged by what they point at.
+            Source::File(p) => std::fs::metadata(p).is_ok_and(|m| m.is_file()),
+        }
+    }
+
+    /// An identity for checkpoints: the absolute path of a regular file. A
+    /// stream has no lasting name (a process substitution is `/dev/fd/63`
+    /// one day and `/dev/fd/62` the next, a pipe has none), so every stream
+    /// is the same input here and a resume tells them apart by the
+    /// fingerprint of the records already done.
+    pub fn identity(&self) -> String {
+        match self {
+            Source::File(p) if self.is_regular_file() => std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+            _ => "<stream>".into(),
+        }
+    }
+
+    /// Checks that the source can be read, without reading it: a stream
+    /// is only looked up (opening a FIFO would wait for its writer, and
+    /// closing it again would end the writer's stream).
+    pub fn check(&self) -> io::Result<()> {
+        match self {
+            Source::Stdin => Ok(()),
+            Source::File(p) if self.is_regular_file() => File::open(p).map(drop),
+            Source::File(p) => std::fs::metadata(p).map(drop),
+        }
+    }
+
+    /// Opens the source for reading, decompressing `.gz` and `.zst` as it
+    /// is read.
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        Ok(match self {
+        let raw: Box<dyn Read + Send> = match self {
             Source::Stdin => Box::new(io::stdin()),
             Source::File(p) => Box::new(File::open(p)?),
+        };
+        Ok(match self.compression() {
+            Compression::None => raw,
+            // Multi-member: `cat a.gz b.gz` is a valid gzip stream.
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, raw),
+            )),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
         })
     }
 
-    /// How many records a file holds (newline count, minus a CSV header);
-    /// `None` for stdin.
+    /// How many records the source holds (newline count, minus a CSV
+    /// header), counted ahead for the progress bar. Only an uncompressed
+    /// regular file is counted: reading anything else ahead would either
+    /// consume it (a stream is read once, and the job would then see no
+    /// records) or cost a second decompression. `None` otherwise.
     pub fn count_records(&self, format: InputFormat) -> Option<u64> {
         let Source::File(p) = self else { return None };
+        if !self.is_regular_file() || self.compression() != Compression::None {
+            return None;
+        }
         let mut r = BufReader::with_capacity(1 << 20, File::open(p).ok()?);
         let (mut lines, mut last) = (0u64, b'\n');
         loop {
@@ -311,5 +374,54 @@ mod tests {
         );
         assert_eq!(Source::File(p).count_records(InputFormat::Csv), Some(2));
         assert_eq!(Source::Stdin.count_records(InputFormat::Lines), None);
+    }
+
+    #[test]
+    fn compressed_files_are_decompressed_and_not_counted_ahead() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "a\nb\nc\n";
+        let gz = dir.path().join("in.txt.gz");
+        // Two gzip members: `cat a.gz b.gz` is one valid stream.
+        let mut bytes = Vec::new();
+        for part in ["a\nb\n", "c\n"] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(part.as_bytes()).unwrap();
+            bytes.extend(e.finish().unwrap());
+        }
+        std::fs::write(&gz, bytes).unwrap();
+        let zst = dir.path().join("in.txt.zst");
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 1).unwrap()).unwrap();
+        for p in [gz, zst] {
+            let src = Source::File(p);
+            assert_eq!(src.count_records(InputFormat::Lines), None);
+            let out: Vec<_> = items(&src, InputFormat::Lines)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(out, vec!["a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn a_fifo_is_not_read_ahead_and_has_a_stream_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let src = Source::File(fifo.clone());
+        // Counting would block on (and then consume) the FIFO.
+        assert_eq!(src.count_records(InputFormat::Lines), None);
+        assert_eq!(src.identity(), "<stream>");
+        let writer = std::thread::spawn(move || std::fs::write(fifo, "x\ny\n").unwrap());
+        let out: Vec<_> = items(&src, InputFormat::Lines)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        writer.join().unwrap();
+        assert_eq!(out, vec!["x", "y"]);
     }
 }

@@ -3,6 +3,16 @@
 //!
 //! See `docs/cli.md` for the reference and the exit codes.
 
+/// `eprintln!` that ignores a failed write: after SIGHUP the terminal may
+/// be gone, and `eprintln!` would then panic on the way to the final
+/// checkpoint's message.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod input;
@@ -123,7 +133,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("raygent: error: {}", render(&f.error));
+            say!("raygent: error: {}", render(&f.error));
             ExitCode::from(f.code)
         }
     }

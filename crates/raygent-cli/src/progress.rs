@@ -57,12 +57,18 @@ fn draw_bar(p: &Progress, total: Option<u64>, rx: &mpsc::Receiver<()>) {
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
     let template = if total.is_some() {
-        "{bar:30} {pos}/{len} items ({per_sec}, ETA {eta}) {msg}"
+        "{bar:30} {pos}/{len} items ({rate}, ETA {eta}) {msg}"
     } else {
-        "{spinner} {pos} items ({per_sec}) {msg}"
+        "{spinner} {pos} items ({rate}) {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
+        // indicatif's own `{per_sec}` prints rates like `1,390.4063/s`.
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&format_rate(state.per_sec()));
+            },
+        ));
     }
     loop {
         bar.set_position(p.items());
@@ -85,14 +91,53 @@ fn log_lines(p: &Progress, total: Option<u64>, rx: &mpsc::Receiver<()>) {
     let start_items = p.items();
     while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(10)) {
         let items = p.items();
-        let rate = (items - start_items) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let rate =
+            format_rate((items - start_items) as f64 / started.elapsed().as_secs_f64().max(1e-9));
         let of = total.map_or(String::new(), |t| {
             format!("/{t} ({:.0}%)", items as f64 * 100.0 / t.max(1) as f64)
         });
-        eprintln!(
-            "raygent: {items}{of} items, {rate:.0} items/s, retries {}, failed chunks {}",
+        say!(
+            "raygent: {items}{of} items, {rate}, retries {}, failed chunks {}",
             p.retries(),
             p.failed_chunks()
         );
+    }
+}
+
+/// A rate of items per second, rounded for a reader: whole numbers with
+/// thousands separators from 10/s up (`1,390/s`), one decimal below
+/// (`2.5/s`).
+fn format_rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec < 0.0 {
+        return "-/s".into();
+    }
+    if per_sec < 10.0 {
+        return format!("{per_sec:.1}/s");
+    }
+    let digits = format!("{per_sec:.0}");
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str("/s");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_rate;
+
+    #[test]
+    fn rates_are_rounded() {
+        assert_eq!(format_rate(1390.4063), "1,390/s");
+        assert_eq!(format_rate(1_234_567.8), "1,234,568/s");
+        assert_eq!(format_rate(999.5), "1,000/s");
+        assert_eq!(format_rate(12.34), "12/s");
+        assert_eq!(format_rate(2.46), "2.5/s");
+        assert_eq!(format_rate(0.0), "0.0/s");
+        assert_eq!(format_rate(f64::INFINITY), "-/s");
     }
 }

@@ -922,6 +922,13 @@ for line in sys.stdin:
 /// committed at least 10 items.
 fn start_held_job(dir: &Path, out: &Path) -> (Child, Vec<String>) {
     let input = numbers(dir, "in.txt", 1000);
+    start_held_job_on(dir, out, &input)
+}
+
+/// [`start_held_job`] reading `input` (a file, or a FIFO that something
+/// writes 1..=1000 to).
+fn start_held_job_on(dir: &Path, out: &Path, input: &Path) -> (Child, Vec<String>) {
+    let input = input.to_path_buf();
     let worker = held_worker(dir);
     let pids = dir.join("pids");
     std::fs::create_dir_all(&pids).unwrap();
@@ -976,10 +983,21 @@ fn start_held_job(dir: &Path, out: &Path) -> (Child, Vec<String>) {
 
 #[test]
 fn sigint_commits_exits_130_and_the_same_command_resumes() {
+    a_signal_commits_exits_130_and_the_same_command_resumes(libc::SIGINT);
+}
+
+/// The terminal closing (or the ssh session dropping) stops a job as
+/// SIGINT and SIGTERM do: with a final checkpoint.
+#[test]
+fn sighup_commits_exits_130_and_the_same_command_resumes() {
+    a_signal_commits_exits_130_and_the_same_command_resumes(libc::SIGHUP);
+}
+
+fn a_signal_commits_exits_130_and_the_same_command_resumes(sig: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let (child, args) = start_held_job(dir.path(), &out);
-    signal(child.id(), libc::SIGINT);
+    signal(child.id(), sig);
     // Let the chunks in flight finish.
     std::fs::write(dir.path().join("release"), "").unwrap();
     let o = wait_output(child);
@@ -1178,5 +1196,226 @@ fn quiet_prints_nothing_and_run_never_prints_results() {
         !o.stderr.contains('\r') && !o.stderr.contains('\x1b'),
         "{:?}",
         o.stderr
+    );
+}
+
+/// Writes `text` to `path` with `gzip` or `zstd`, whichever `ext` names.
+fn compressed(path: &Path, text: &str, ext: &str) -> PathBuf {
+    use std::io::Write as _;
+    let target = PathBuf::from(format!("{}.{ext}", path.display()));
+    let bytes = match ext {
+        "gz" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text.as_bytes()).unwrap();
+            e.finish().unwrap()
+        }
+        "zst" => zstd::encode_all(text.as_bytes(), 3).unwrap(),
+        other => panic!("no compressor for {other}"),
+    };
+    std::fs::write(&target, bytes).unwrap();
+    target
+}
+
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Writes `text` to the FIFO at `path` from a thread (the write blocks
+/// until raygent opens the FIFO; it fails, harmlessly, if raygent goes).
+fn produce(path: &Path, text: String) -> std::thread::JoinHandle<()> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = std::fs::write(path, text);
+    })
+}
+
+#[test]
+fn every_input_form_gives_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = [
+        ("lines", "a\n\nb b\n  c\n".repeat(40)),
+        (
+            "jsonl",
+            "{\"a\": 1, \"b\": [1, 2]}\n\"s\"\n\n3.5\nnull\n".repeat(40),
+        ),
+        (
+            "csv",
+            format!(
+                "x,y\n{}",
+                "1,\"two, three\"\n\"multi\nline\",\"q\"\"q\"\n".repeat(40)
+            ),
+        ),
+    ];
+    for (format, text) in texts {
+        let file = dir.path().join(format!("in.{format}"));
+        std::fs::write(&file, &text).unwrap();
+        let gz = compressed(&file, &text, "gz");
+        let zst = compressed(&file, &text, "zst");
+        let run_args = |out: &Path, input: Option<&str>| -> Vec<String> {
+            let mut a: Vec<String> = [
+                "run",
+                "-c",
+                "7",
+                "-o",
+                path_str(out),
+                "--input-format",
+                format,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(i) = input {
+                a.extend(["-i".to_owned(), i.to_owned()]);
+            }
+            a.extend(["--".to_owned(), "cat".to_owned()]);
+            a
+        };
+        let out = |name: &str| dir.path().join(format!("out-{format}-{name}"));
+
+        run(&run_args(&out("file"), Some(path_str(&file)))).expect_code(0);
+        let expected = cat(path_str(&out("file")), &[]);
+        let records = if format == "csv" { 80 } else { 160 };
+        assert_eq!(expected.lines().count(), records, "{format}: {expected}");
+
+        let mut forms: Vec<(&str, Output)> = Vec::new();
+        forms.push((
+            "-i -",
+            finish(
+                raygent(&run_args(&out("dash"), Some("-"))),
+                Some(text.clone()),
+            ),
+        ));
+        forms.push((
+            "stdin",
+            finish(raygent(&run_args(&out("stdin"), None)), Some(text.clone())),
+        ));
+        forms.push((
+            "-i /dev/stdin",
+            finish(
+                raygent(&run_args(&out("devstdin"), Some("/dev/stdin"))),
+                Some(text.clone()),
+            ),
+        ));
+        let fifo = dir.path().join(format!("fifo-{format}"));
+        mkfifo(&fifo);
+        let producer = produce(&fifo, text.clone());
+        forms.push((
+            "a FIFO",
+            run(&run_args(&out("fifo"), Some(path_str(&fifo)))),
+        ));
+        producer.join().unwrap();
+        // A process substitution, as a shell user writes it.
+        let line = run_args(&out("procsub"), Some("PROCSUB"))
+            .iter()
+            .map(|a| {
+                if a == "PROCSUB" {
+                    format!("<(cat '{}')", path_str(&file))
+                } else {
+                    format!("'{a}'")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut bash = Command::new("bash");
+        bash.arg("-c")
+            .arg(format!("exec '{}' {line}", env!("CARGO_BIN_EXE_raygent")))
+            .env_remove("RAYGENT_FAILPOINT")
+            .stdin(Stdio::null());
+        forms.push(("-i <(...)", finish(bash, None)));
+        forms.push((".gz", run(&run_args(&out("gz"), Some(path_str(&gz))))));
+        forms.push((".zst", run(&run_args(&out("zst"), Some(path_str(&zst))))));
+
+        for ((form, o), name) in forms
+            .iter()
+            .zip(["dash", "stdin", "devstdin", "fifo", "procsub", "gz", "zst"])
+        {
+            o.expect_code(0);
+            assert!(
+                !o.stderr.contains("done: 0 items"),
+                "{format} from {form}: {}",
+                o.stderr
+            );
+            assert_eq!(
+                cat(path_str(&out(name)), &[]),
+                expected,
+                "{format} from {form} gives the records of the regular file"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_killed_job_on_a_fifo_resumes_with_the_same_producer_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let records: String = (1..=1000).map(|x| format!("{x}\n")).collect();
+    let producer = produce(&fifo, records.clone());
+    let (child, args) = start_held_job_on(dir.path(), &out, &fifo);
+    signal(child.id(), libc::SIGKILL);
+    let o = wait_output(child);
+    assert_eq!(o.code, -1, "killed by the signal");
+    producer.join().unwrap();
+    let committed = status_json(path_str(&out), &[])["items_committed"]
+        .as_u64()
+        .unwrap();
+    assert!(committed >= 10, "{committed}");
+
+    // Another producer: other records. The resume reads them, sees that the
+    // part already done differs, and refuses.
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let other: String = (1..=1000).map(|x| format!("{}\n", x + 7)).collect();
+    let producer = produce(&fifo, other);
+    run(&args)
+        .expect_code(2)
+        .stderr_has(&["input changed", "stream", "--fresh"]);
+    producer.join().unwrap();
+    assert_eq!(cat(path_str(&out), &[]), squares(committed), "nothing lost");
+
+    // The same producer again: the job resumes and the output is exact.
+    let producer = produce(&fifo, records);
+    let o = run(&args);
+    o.expect_code(0)
+        .stderr_has(&["1000 items in 200 chunks", "resumed"]);
+    producer.join().unwrap();
+    assert_eq!(cat(path_str(&out), &[]), squares(1000));
+}
+
+#[test]
+fn after_an_abort_no_new_chunk_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = numbers(dir.path(), "in.txt", 100);
+    let log = dir.path().join("started");
+    let out = dir.path().join("out");
+    // Records each chunk (one item each) as it starts; item 1 crashes.
+    let worker = format!(
+        "while read x; do echo $x >> '{}'; [ $x = 1 ] && exit 1; echo $x; done",
+        path_str(&log)
+    );
+    run(&[
+        "run",
+        "-i",
+        path_str(&input),
+        "-c",
+        "1",
+        "-j",
+        "1",
+        "--retries",
+        "0",
+        "-o",
+        path_str(&out),
+        "--",
+        "sh",
+        "-c",
+        &worker,
+    ])
+    .expect_code(1)
+    .stderr_has(&["chunk 0"]);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "1\n",
+        "no chunk started after chunk 0 failed for good"
     );
 }
