@@ -45,6 +45,6 @@ pub use crate::worker::{
 };
 
 /// The README's Rust examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
