@@ -213,7 +213,7 @@ fn checkpointed_run(out: &str, stop_at: Option<u64>) -> Result<u64, raygent_core
             Ok(x * x)
         })
     };
-    let to_core = |e: raygent_savers::Error| raygent_core::Error::Runtime(e.to_string());
+    let to_core = raygent_core::Error::from;
     let saver = DatasetSaver::create(out, SaverOptions::default()).map_err(to_core)?;
     // Checkpoints next to the results; a store client of their own.
     let ckpt_dir = Location::parse(out).map_err(to_core)?;

@@ -299,7 +299,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
     ) -> Result<JobReport, Error>
     where
         I: IntoIterator<Item = Result<In<F>, E>>,
-        E: std::fmt::Display,
+        E: Into<raygent_core::BoxError>,
     {
         let started = Instant::now();
         if options.chunk_size == 0 {
@@ -447,7 +447,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
     ) -> Result<(Finished<Out<F>, H>, Fed), Error>
     where
         C: Iterator<Item = Result<In<F>, E>>,
-        E: std::fmt::Display,
+        E: Into<raygent_core::BoxError>,
     {
         let mut fed = Fed::starting_at(&chunks);
         let mut stats = RunStats::default();
@@ -526,7 +526,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
     ) -> Result<(Finished<Out<F>, H>, Fed), Error>
     where
         C: Iterator<Item = Result<In<F>, E>>,
-        E: std::fmt::Display,
+        E: Into<raygent_core::BoxError>,
     {
         let mut fed = Fed::starting_at(&chunks);
         let first_chunk = chunks.next_index();
@@ -572,7 +572,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                 });
                 system.run()
             })
-            .map_err(|e| Error::Runtime(format!("cannot start the actor system thread: {e}")))?;
+            .map_err(|source| Error::Spawn {
+                thread: "actor system",
+                source,
+            })?;
         let (supervisor, system) = addr_rx
             .recv()
             .map_err(|_| Error::Runtime("the actor system failed to start".into()))?;
@@ -644,7 +647,7 @@ impl Fed {
     }
     /// The next chunk to run, or `None` when feeding must stop: the job was
     /// interrupted, or the input yielded a bad record (kept as the error).
-    fn accept<T, E: std::fmt::Display>(
+    fn accept<T, E: Into<raygent_core::BoxError>>(
         &mut self,
         next: Result<raygent_core::Chunk<T>, raygent_core::InputError<E>>,
         stop: Option<&StopHandle>,
@@ -658,7 +661,7 @@ impl Fed {
             Err(e) => {
                 self.input_error = Some(Error::Input {
                     item: e.item,
-                    message: e.error.to_string(),
+                    source: e.error.into(),
                 });
                 None
             }

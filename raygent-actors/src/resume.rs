@@ -275,7 +275,10 @@ impl CheckpointActor {
         let handle = std::thread::Builder::new()
             .name("raygent-ckpt".into())
             .spawn(move || Self::run(&store, min_interval, &shared, &err, &failed))
-            .map_err(|e| Error::Runtime(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|source| Error::Spawn {
+                thread: "checkpoint",
+                source,
+            })?;
         Ok(CheckpointActor {
             pending,
             handle: Some(handle),
@@ -692,7 +695,7 @@ impl Resumer {
 
     /// Consumes the chunks the checkpoint says are committed, checking the
     /// input is the same as before.
-    pub(crate) fn skip_committed<C, T: serde::Serialize, E: std::fmt::Display>(
+    pub(crate) fn skip_committed<C, T: serde::Serialize, E: Into<raygent_core::BoxError>>(
         &mut self,
         chunks: &mut Chunks<C>,
     ) -> Result<(), Error>
@@ -710,7 +713,7 @@ impl Resumer {
                 Some(Err(e)) => {
                     return Err(Error::Input {
                         item: e.item,
-                        message: e.error.to_string(),
+                        source: e.error.into(),
                     });
                 }
                 None => break,

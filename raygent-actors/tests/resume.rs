@@ -151,7 +151,8 @@ fn a_job_without_checkpoint_never_replaces_an_existing_dataset() {
     job(&MemoryProgressStore::new(), false).unwrap();
     // Another job (no checkpoint of its own) aimed at the same output.
     let err = job(&MemoryProgressStore::new(), false).unwrap_err();
-    assert!(err.to_string().contains("already holds"), "{err}");
+    let chain = raygent_core::ErrorChain(&err).to_string();
+    assert!(chain.contains("already holds"), "{chain}");
     // Asked explicitly, it starts over.
     job(&MemoryProgressStore::new(), true).unwrap();
     let reader = raygent_savers::DatasetReader::open(&url).unwrap();

@@ -466,7 +466,8 @@ fn a_failing_saver_fails_the_job() {
             )
             .unwrap_err();
         assert!(matches!(err, Error::Save(_)), "{err}");
-        assert!(err.to_string().contains("injected failure"), "{err}");
+        let chain = raygent_core::ErrorChain(&err).to_string();
+        assert!(chain.contains("injected failure"), "{chain}");
         assert_eq!(saver.results(), squares(20));
     }
 }
@@ -494,9 +495,9 @@ fn a_bad_input_record_stops_after_saving_what_came_before() {
             )
             .unwrap_err();
         match err {
-            Error::Input { item, message } => {
+            Error::Input { item, source } => {
                 assert_eq!(item, 42);
-                assert!(message.contains("line 43"));
+                assert!(source.to_string().contains("line 43"));
             }
             other => panic!("unexpected {other}"),
         }

@@ -61,7 +61,7 @@ pub enum Error {
     },
 
     /// The object store refused or failed a request.
-    #[error("object store error at {location}: {source}")]
+    #[error("object store request for {location} failed")]
     Store {
         /// The store and path the request was for.
         location: String,
@@ -71,14 +71,15 @@ pub enum Error {
     },
 
     /// A checkpoint object could not be encoded or decoded.
-    #[error("cannot {action} {location}: {message}")]
+    #[error("cannot {action} {location}")]
     Codec {
         /// `encode` or `decode`.
         action: &'static str,
         /// The object (or step) concerned.
         location: String,
-        /// The codec's message.
-        message: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
     },
 
     /// A checkpoint's objects are inconsistent (a committed step whose state
@@ -101,7 +102,7 @@ pub enum Error {
 
     /// Restoring a step into a [`Checkpointable`](crate::Checkpointable)
     /// failed.
-    #[error("restoring checkpoint step {step} from {location} failed: {source}")]
+    #[error("restoring checkpoint step {step} from {location} failed")]
     Restore {
         /// The step restored.
         step: u64,
@@ -113,7 +114,7 @@ pub enum Error {
     },
 
     /// A stage's compute function failed on one partition.
-    #[error("computing partition {partition} of stage checkpoint {name:?} failed: {source}")]
+    #[error("computing partition {partition} of stage checkpoint {name:?} failed")]
     Compute {
         /// The checkpoint's name.
         name: String,
@@ -156,8 +157,8 @@ pub enum Error {
 
     /// An asynchronous save started by an earlier call failed; reported by
     /// the first call after the failure (and then cleared).
-    #[error("an asynchronous checkpoint save failed: {0}")]
-    Background(Box<Error>),
+    #[error("an asynchronous checkpoint save failed")]
+    Background(#[source] Box<Error>),
 
     /// The blocking API was called from inside an async runtime.
     #[error(
@@ -167,7 +168,7 @@ pub enum Error {
     InsideAsyncRuntime,
 
     /// The internal I/O runtime could not be started.
-    #[error("cannot start the checkpoint I/O runtime: {0}")]
+    #[error("cannot start the checkpoint I/O runtime")]
     Runtime(#[source] std::io::Error),
 }
 
@@ -193,7 +194,7 @@ impl Error {
 
 impl From<Error> for raygent_core::Error {
     fn from(e: Error) -> Self {
-        raygent_core::Error::Checkpoint(e.to_string())
+        raygent_core::Error::Checkpoint(Box::new(e))
     }
 }
 

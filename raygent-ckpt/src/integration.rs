@@ -393,7 +393,7 @@ pub fn step_async_failure(factory: Factory<'_>) {
 
 fn is_injected_background(err: &Error) -> bool {
     matches!(err, Error::Background(inner) if matches!(**inner, Error::Store { .. }))
-        && err.to_string().contains(INJECTED)
+        && raygent_core::ErrorChain(err).to_string().contains(INJECTED)
 }
 
 /// A step with data but no COMMIT is invisible, to a new checkpointer too,
@@ -641,7 +641,8 @@ pub fn stage_checkpoint(factory: Factory<'_>) {
         } => assert_eq!((name.as_str(), *partition), ("broken", 1)),
         other => panic!("expected Compute, got {other}"),
     }
-    assert!(err.to_string().contains("bad record"), "{err}");
+    let chain = raygent_core::ErrorChain(&err).to_string();
+    assert!(chain.contains("bad record"), "{chain}");
     assert!(!s.is_done("broken").unwrap());
 }
 

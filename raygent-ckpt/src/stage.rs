@@ -223,7 +223,7 @@ impl StageCheckpoints {
         ciborium::into_writer(part, &mut buf).map_err(|e| Error::Codec {
             action: "encode",
             location: loc(&*self.store, &dir.clone().join(part_file_name(index))),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         Ok(buf.into())
     }
@@ -466,7 +466,7 @@ async fn write_done(store: &dyn ObjectStore, dir: &Path, partitions: usize) -> R
     .map_err(|e| Error::Codec {
         action: "encode",
         location: loc(store, &path),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     io::put_or_err(store, &path, done.into()).await
 }
@@ -508,7 +508,7 @@ async fn read_parts<T: DeserializeOwned>(
             ciborium::from_reader::<Vec<T>, _>(&bytes[..]).map_err(|e| Error::Codec {
                 action: "decode",
                 location: loc(store, &path),
-                message: e.to_string(),
+                source: e.into(),
             })
         })
         .buffered(READ_CONCURRENCY)

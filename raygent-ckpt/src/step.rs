@@ -585,7 +585,7 @@ impl Shared {
         serde_json::from_slice(&meta).map_err(|e| Error::Codec {
             action: "decode",
             location: loc(store, &dir.clone().join(METADATA_FILE)),
-            message: e.to_string(),
+            source: e.into(),
         })
     }
 
@@ -593,7 +593,7 @@ impl Shared {
         ciborium::from_reader(bytes).map_err(|e| Error::Codec {
             action: "decode",
             location: format!("the state of step {step} at {}", self.loc(step)),
-            message: e.to_string(),
+            source: e.into(),
         })
     }
 }
@@ -801,7 +801,7 @@ impl StepCheckpointer {
         ciborium::into_writer(state, &mut buf).map_err(|e| Error::Codec {
             action: "encode",
             location: format!("the state of step {step} for {}", sh.loc(step)),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         let inline_max = sh.inline_max.load(Ordering::Relaxed);
         let inline = inline_max > 0 && buf.len() <= inline_max;
@@ -815,7 +815,7 @@ impl StepCheckpointer {
         let commit = serde_json::to_vec(&commit).map_err(|e| Error::Codec {
             action: "encode",
             location: format!("the commit marker of step {step} for {}", sh.loc(step)),
-            message: e.to_string(),
+            source: e.into(),
         })?;
 
         self.ensure_scanned()?;

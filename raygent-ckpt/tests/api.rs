@@ -87,7 +87,9 @@ fn errors_convert_to_raygent_core() {
     let err = ckpt.load_state::<u8>(3).unwrap_err();
     let core: raygent_core::Error = err.into();
     assert!(
-        matches!(&core, raygent_core::Error::Checkpoint(m) if m.contains("step 3")),
+        matches!(&core, raygent_core::Error::Checkpoint(source)
+            if source.downcast_ref::<raygent_ckpt::Error>().is_some()
+                && source.to_string().contains("step 3")),
         "{core}"
     );
 }

@@ -252,13 +252,16 @@ fn finish(
             mismatch_note.map_or(String::new(), |n| format!(" ({n})"))
         ))),
         Err(e @ (Error::Input { .. } | Error::InvalidConfig(_))) => Err(Failure::usage(anyhow!(
-            "{e}; everything before it was saved to {output}: fix the input and run the same command again to resume"
+            "{}; everything before it was saved to {output}: fix the input and run the same command again to resume",
+            crate::chain(&e)
         ))),
         Err(e @ Error::Save(raygent_core::SaveError::Config(_))) => Err(Failure::usage(anyhow!(
-            "{e}; add --fresh to discard what is in {output} and start over, or choose another --output"
+            "{}; add --fresh to discard what is in {output} and start over, or choose another --output",
+            crate::chain(&e)
         ))),
         Err(e) => Err(Failure::failed(anyhow!(
-            "{e}; what was committed is kept in {output}: run the same command again to resume"
+            "{}; what was committed is kept in {output}: run the same command again to resume",
+            crate::chain(&e)
         ))),
     }
 }

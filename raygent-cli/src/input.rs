@@ -34,6 +34,8 @@ impl std::fmt::Display for RecordError {
     }
 }
 
+impl std::error::Error for RecordError {}
+
 /// Where items come from.
 #[derive(Debug, Clone)]
 pub enum Source {

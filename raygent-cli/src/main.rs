@@ -91,23 +91,27 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// The error and its causes, joined by `: `, leaving out a cause whose text
-/// is already part of the message (many errors, object_store's among them,
-/// print their source themselves, so `{:#}` would repeat it, server reply
-/// and all, once per level).
-fn render(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
+/// An error and its causes, joined by `: `.
+///
+/// raygent's own errors never repeat their source in their message, so each
+/// level is printed once. object_store's errors do print their sources
+/// themselves (server reply and all), so the walk stops at the first one.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error;
+    while cause.downcast_ref::<object_store::Error>().is_none()
+        && cause.downcast_ref::<Box<object_store::Error>>().is_none()
+        && let Some(next) = cause.source()
+    {
+        message.push_str(": ");
+        message.push_str(&next.to_string());
+        cause = next;
     }
     message
+}
+
+fn render(error: &anyhow::Error) -> String {
+    chain(error.as_ref())
 }
 
 fn main() -> ExitCode {

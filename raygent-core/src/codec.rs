@@ -9,12 +9,12 @@ use crate::Error;
 
 /// Appends the CBOR encoding of `value` to `buf`.
 pub fn to_cbor<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), Error> {
-    ciborium::into_writer(value, buf).map_err(|e| Error::Codec(e.to_string()))
+    ciborium::into_writer(value, buf).map_err(|e| Error::codec("encoding CBOR", e))
 }
 
 /// Decodes one CBOR value from `bytes` (which must hold exactly one).
 pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    ciborium::from_reader(bytes).map_err(|e| Error::Codec(e.to_string()))
+    ciborium::from_reader(bytes).map_err(|e| Error::codec("decoding CBOR", e))
 }
 
 /// Reads a CBOR sequence (values written back to back) one value at a time.
@@ -63,15 +63,15 @@ impl<R: Read, T: DeserializeOwned> Iterator for CborSeqReader<R, T> {
             Ok(_) => {}
             Err(e) => {
                 self.failed = true;
-                return Some(Err(Error::Codec(format!(
-                    "reading value {}: {e}",
-                    self.index
-                ))));
+                return Some(Err(Error::codec(
+                    format!("reading CBOR value {}", self.index),
+                    e,
+                )));
             }
         }
         let out = ciborium::from_reader(&mut self.reader).map_err(|e| {
             self.failed = true;
-            Error::Codec(format!("decoding value {}: {e}", self.index))
+            Error::codec(format!("decoding CBOR value {}", self.index), e)
         });
         self.index += 1;
         Some(out)

@@ -39,12 +39,13 @@ pub enum Error {
     /// The input could not be read (a malformed record, an I/O error).
     ///
     /// Every chunk before the bad record was completed and saved.
-    #[error("bad input at item {item}: {message}")]
+    #[error("bad input at item {item}")]
     Input {
         /// Index of the first item that could not be read.
         item: u64,
         /// What was wrong, including the file and line where known.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 
     /// A saver failed; nothing after the last committed part counts as saved.
@@ -52,12 +53,20 @@ pub enum Error {
     Save(#[from] SaveError),
 
     /// Encoding or decoding CBOR failed.
-    #[error("CBOR codec error: {0}")]
-    Codec(String),
+    #[error("{context} failed")]
+    Codec {
+        /// What was being encoded or decoded, e.g. "decoding CBOR value 3".
+        context: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
 
-    /// A checkpoint could not be read, written or does not match this job.
-    #[error("checkpoint error: {0}")]
-    Checkpoint(String),
+    /// A checkpoint could not be read or written. The source is the
+    /// checkpoint store's error (a `raygent_ckpt::Error` for the built-in
+    /// store), which names the location.
+    #[error("checkpoint failed")]
+    Checkpoint(#[source] BoxError),
 
     /// A checkpoint exists, but for a different job: resuming would mix the
     /// outputs of two jobs, so the run is refused.
@@ -81,9 +90,29 @@ pub enum Error {
         committed_chunks: u64,
     },
 
+    /// A thread of the runtime could not be started.
+    #[error("cannot start the {thread} thread")]
+    Spawn {
+        /// Which thread (e.g. "actor system", "checkpoint").
+        thread: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The runtime itself broke (a thread died, a channel closed early).
     #[error("raygent runtime error: {0}")]
     Runtime(String),
+}
+
+impl Error {
+    /// A codec error: `context` says what was being encoded or decoded.
+    pub fn codec(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Codec {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// The error of a [`Saver`](crate::Saver).
@@ -91,7 +120,7 @@ pub enum Error {
 #[non_exhaustive]
 pub enum SaveError {
     /// Writing to `location` (a URL, a file, a part name) failed.
-    #[error("saving to {location} failed: {source}")]
+    #[error("saving to {location} failed")]
     Write {
         /// Where the write went: a URL or path, and the part name.
         location: String,
@@ -100,7 +129,7 @@ pub enum SaveError {
         source: BoxError,
     },
     /// A result could not be encoded in the saver's format.
-    #[error("encoding a result for {location} failed: {source}")]
+    #[error("encoding a result for {location} failed")]
     Encode {
         /// The dataset or part being written.
         location: String,
@@ -108,11 +137,13 @@ pub enum SaveError {
         #[source]
         source: BoxError,
     },
-    /// The saver is configured wrongly (bad URL, unknown format, ...).
-    #[error("invalid saver configuration: {0}")]
-    Config(String),
+    /// The saver cannot be used as configured: a bad URL, an unknown
+    /// format, a destination that is not writable or already holds another
+    /// job's results. The source says which.
+    #[error("the saver cannot be used as configured")]
+    Config(#[source] BoxError),
     /// Any other failure.
-    #[error("{0}")]
+    #[error(transparent)]
     Other(BoxError),
 }
 
@@ -128,3 +159,31 @@ impl SaveError {
 
 /// The result type of raygent's core operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shows an error with all its causes, joined by `: `, as command-line
+/// tools print them.
+///
+/// raygent's errors never repeat their source in their own message (the
+/// source is reached through [`std::error::Error::source`]), so printing an
+/// error alone shows only its top level; this shows the whole chain.
+///
+/// ```
+/// use raygent_core::{ErrorChain, SaveError};
+/// let e = SaveError::write("out/part-1", std::io::Error::other("disk full"));
+/// assert_eq!(e.to_string(), "saving to out/part-1 failed");
+/// assert_eq!(ErrorChain(&e).to_string(), "saving to out/part-1 failed: disk full");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}

@@ -109,7 +109,7 @@ impl Fingerprint {
         // self-delimiting (tags, lengths, end markers), and the item count
         // goes into `value`.
         item.serialize(&mut *self)
-            .map_err(|e| Error::Codec(format!("fingerprinting an input item: {e}")))?;
+            .map_err(|e| Error::codec("fingerprinting an input item", e))?;
         self.items += 1;
         Ok(())
     }

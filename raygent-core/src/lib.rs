@@ -34,7 +34,7 @@ mod task;
 
 pub use crate::chunk::{Chunk, Chunks, InputError};
 pub use crate::codec::{CborSeqReader, MAX_FRAME_LEN, from_cbor, read_frame, to_cbor, write_frame};
-pub use crate::error::{BoxError, Error, Result, SaveError, TaskError};
+pub use crate::error::{BoxError, Error, ErrorChain, Result, SaveError, TaskError};
 #[doc(hidden)]
 pub use crate::failpoint::failpoint;
 pub use crate::fingerprint::Fingerprint;

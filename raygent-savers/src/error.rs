@@ -32,7 +32,7 @@ pub enum Error {
 
     /// A local output directory could not be created or used.
     #[error(
-        "cannot use local directory {}: {source}; check that the path is a directory you may write to (not a file), or choose another",
+        "cannot use local directory {} (check that the path is a directory you may write to, not a file, or choose another)",
         path.display()
     )]
     LocalDir {
@@ -44,7 +44,7 @@ pub enum Error {
     },
 
     /// The object store client could not be configured.
-    #[error("cannot configure the object store for {url}: {source}")]
+    #[error("cannot configure the object store for {url}")]
     Config {
         /// The location's URL.
         url: String,
@@ -56,7 +56,7 @@ pub enum Error {
     /// A test write at the location failed: the bucket is missing, the
     /// credentials are wrong, the endpoint is unreachable or the directory is
     /// read-only.
-    #[error("{url} is not writable: {source}; {hint}")]
+    #[error("{url} is not writable ({hint})")]
     NotWritable {
         /// The location's URL.
         url: String,
@@ -68,7 +68,7 @@ pub enum Error {
     },
 
     /// A request to the object store failed (after its retries).
-    #[error("{op} {object} at {url} failed: {source}")]
+    #[error("{op} {object} at {url} failed")]
     Store {
         /// The location's URL.
         url: String,
@@ -82,7 +82,7 @@ pub enum Error {
     },
 
     /// A result could not be encoded in the dataset's format.
-    #[error("encoding part {part} of {url} as {format} failed: {message}")]
+    #[error("encoding part {part} of {url} as {format} failed")]
     Encode {
         /// The location's URL.
         url: String,
@@ -90,8 +90,9 @@ pub enum Error {
         part: String,
         /// The format's name.
         format: &'static str,
-        /// The encoder's message.
-        message: String,
+        /// The encoder's error (it names the result that failed).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// A committed part does not match its commit record, or cannot be decoded.
@@ -169,7 +170,7 @@ pub enum Error {
 
     /// An HDF5 call failed (feature `hdf5`): opening or creating the file,
     /// creating, resizing, writing or reading the dataset.
-    #[error("{op} dataset {dataset:?} in HDF5 file {} failed: {source}", path.display())]
+    #[error("{op} dataset {dataset:?} in HDF5 file {} failed", path.display())]
     Hdf5 {
         /// The HDF5 file.
         path: PathBuf,
@@ -206,7 +207,7 @@ pub enum Error {
     },
 
     /// The internal async runtime could not be started.
-    #[error("cannot start the saver's I/O runtime: {0}")]
+    #[error("cannot start the saver's I/O runtime")]
     Runtime(#[source] std::io::Error),
 }
 
@@ -276,8 +277,14 @@ impl From<Error> for SaveError {
             | Error::Config { .. }
             | Error::NotWritable { .. }
             | Error::NotEmpty { .. }
-            | Error::UnknownFormat(_)) => SaveError::Config(e.to_string()),
+            | Error::UnknownFormat(_)) => SaveError::Config(Box::new(e)),
             e => SaveError::Other(Box::new(e)),
         }
+    }
+}
+
+impl From<Error> for raygent_core::Error {
+    fn from(e: Error) -> Self {
+        raygent_core::Error::Save(e.into())
     }
 }

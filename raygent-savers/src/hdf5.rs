@@ -457,7 +457,7 @@ impl<T: H5Type + Copy + Send + 'static> Saver<T> for Hdf5Saver<T> {
                     "it already holds {len} results; resume the job that wrote it, \
                      choose another dataset, or allow overwriting it"
                 ))
-                .to_string(),
+                .into(),
             ));
         }
         Ok(())

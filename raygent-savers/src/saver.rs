@@ -356,7 +356,7 @@ impl DatasetSaver {
                     url: url.clone(),
                     part: part.clone(),
                     format: format.name(),
-                    message,
+                    source: message.into(),
                 },
             });
         }
@@ -380,7 +380,7 @@ impl DatasetSaver {
             url: url.clone(),
             part: record_name(&stem),
             format: "json",
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         let record_path = self.location.path(&record_name(&stem));
         let multipart = matches!(upload, Upload::Multipart(..));
@@ -631,7 +631,7 @@ impl DatasetSaver {
             url: self.location.url().to_owned(),
             part: COMPLETE_RECORD.into(),
             format: "json",
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         let loc = &self.location;
         self.rt.block_on(async {

@@ -114,7 +114,7 @@ fn an_unencodable_result_names_the_part() {
     )
     .unwrap_err();
     assert!(matches!(err, SaveError::Encode { .. }), "{err:?}");
-    let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    let msg = raygent_core::ErrorChain(&err).to_string();
     assert!(
         msg.contains("memory://config/encode/part-00000000000000000000-00000000000000000001.csv"),
         "{msg}"

@@ -64,7 +64,7 @@ impl Saver<u64> for AppendCsv {
                 .split(',')
                 .next()
                 .and_then(|i| i.parse().ok())
-                .ok_or_else(|| SaveError::Config(format!("bad row {line:?}")))?;
+                .ok_or_else(|| SaveError::Other(format!("bad row {line:?}").into()))?;
             if index >= point.next_item {
                 break;
             }
