@@ -53,7 +53,7 @@ use raygent_actors::{
 };
 use raygent_ckpt::StepCheckpointer;
 use raygent_core::{Discard, Error, Fingerprint, StopHandle, task_fn};
-use raygent_savers::{DatasetSaver, Location, SaverOptions};
+use raygent_savers::{DatasetSaver, Location};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -104,11 +104,13 @@ fn tempdir() -> PathBuf {
 }
 
 fn saver(dir: &Path) -> DatasetSaver {
-    DatasetSaver::new(
-        Location::parse(dir.to_str().unwrap()).unwrap(),
-        SaverOptions::default(),
-    )
-    .unwrap()
+    output(dir).saver().unwrap()
+}
+
+/// The job's output with its checkpoints, set up as the CLI and the docs
+/// set them up.
+fn output(dir: &Path) -> raygent::JobOutput {
+    raygent::JobOutput::new(dir.to_str().unwrap()).unwrap()
 }
 
 /// Step checkpoints under `<dir>/_checkpoints`, keep 3, states of at most
@@ -123,8 +125,7 @@ fn steps(dir: &Path, inline_max: usize) -> StepCheckpointer {
 
 /// The job's checkpoints next to its output, as the CLI sets them up.
 fn checkpoint(dir: &Path) -> ResumeConfig {
-    let steps = steps(dir, INLINE_JOB_STATE_MAX).with_local_dir(dir.join("_checkpoints"));
-    ResumeConfig::new(Arc::new(StepProgressStore::new(steps)))
+    output(dir).resume_config().unwrap()
 }
 
 /// One configuration of part 1.

@@ -43,8 +43,3 @@ pub use crate::worker::{
     LineTask, ProcessTask, RustWorker, WORKER_ID_ENV, WORKER_TASK_ENV, WorkerCommand, WorkerError,
     WorkerErrorKind, serve_worker_if_requested,
 };
-
-/// The README's Rust examples, compiled and run as doc tests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use raygent_actors::{Progress, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand};
+use raygent_actors::{Progress, SubmitOptions, TaskManager, WorkerCommand};
 use raygent_core::{
     Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
 };
-use raygent_savers::{DatasetReader, DatasetSaver, Format, SaverOptions};
+use raygent_savers::{DatasetReader, Format, SaverOptions};
 use serde::Serialize;
 
 use crate::cli::{CatArgs, CkptAction, CkptArgs, OnFailure, OutputFormat, RunArgs, StatusArgs};
@@ -79,10 +79,6 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         saver_options =
             saver_options.with_multipart_threshold(usize::try_from(bytes).unwrap_or(usize::MAX));
     }
-    let saver = DatasetSaver::new(out.clone(), saver_options).map_err(|e| {
-        Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
-    })?;
-    let progress_store = store::progress_store(&out)?;
     let identity = format!(
         "command {:?}; input {} ({:?}); per-item {}; shell {}",
         args.command,
@@ -91,6 +87,20 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         args.per_item,
         args.shell
     );
+    // The library's one set-up of a checkpointed output: the saver, and the
+    // checkpoints next to the results.
+    let output = raygent::JobOutput::from_location(out.clone())
+        .with_saver_options(saver_options)
+        .with_fresh(args.fresh)
+        .with_checkpoint_interval(args.checkpoint_interval)
+        .with_identity(identity);
+    let saver = output.saver().map_err(|e| {
+        Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
+    })?;
+    let resume = output
+        .resume_config()
+        .with_context(|| format!("opening the checkpoints under {}", out.url()))
+        .map_err(Failure::failed)?;
     let stop = StopHandle::new();
     // SIGHUP (the terminal closed, the ssh session dropped) stops the job
     // as SIGTERM does: with a final checkpoint.
@@ -122,12 +132,7 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         })
         .with_stop_handle(stop)
         .with_progress(progress.clone())
-        .with_checkpoint(
-            ResumeConfig::new(progress_store)
-                .with_fresh(args.fresh)
-                .with_min_interval(args.checkpoint_interval)
-                .with_identity(identity),
-        );
+        .with_checkpoint(resume);
     let n_cores = match (args.workers, args.cores) {
         (Some(w), _) => i64::try_from(w.saturating_mul(args.cores_per_worker)).unwrap_or(i64::MAX),
         (None, Some(c)) => c,

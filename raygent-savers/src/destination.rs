@@ -5,11 +5,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::Error;
 
@@ -123,7 +122,9 @@ impl S3Options {
 }
 
 /// The default for [`S3Options::retry_timeout`].
+#[cfg(feature = "s3")]
 const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+#[cfg(feature = "s3")]
 const DEFAULT_MAX_RETRIES: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,12 +265,9 @@ impl Location {
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| invalid("no bucket: expected s3://bucket/prefix".into()))?
                     .to_owned();
-                let store = s3_store(&bucket, s3).map_err(|source| Error::Config {
-                    url: url.to_owned(),
-                    source: Box::new(source),
-                })?;
+                let store = s3_store(url, &bucket, s3)?;
                 Ok(Location {
-                    store: Arc::new(store),
+                    store,
                     url: join_url(&format!("s3://{bucket}"), prefix.as_ref()),
                     prefix,
                     kind: Kind::S3,
@@ -431,7 +429,18 @@ fn join_url(base: &str, rest: &str) -> String {
     }
 }
 
-fn s3_store(bucket: &str, o: &S3Options) -> object_store::Result<object_store::aws::AmazonS3> {
+#[cfg(not(feature = "s3"))]
+fn s3_store(url: &str, _: &str, _: &S3Options) -> Result<Arc<dyn ObjectStore>, Error> {
+    Err(Error::FeatureDisabled {
+        url: url.to_owned(),
+        feature: "s3",
+    })
+}
+
+#[cfg(feature = "s3")]
+fn s3_store(url: &str, bucket: &str, o: &S3Options) -> Result<Arc<dyn ObjectStore>, Error> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(v) = &o.endpoint {
         b = b.with_endpoint(v);
@@ -471,5 +480,11 @@ fn s3_store(bucket: &str, o: &S3Options) -> object_store::Result<object_store::a
             format!("{}ms", t.as_millis()),
         );
     }
-    b.build()
+    match b.build() {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(source) => Err(Error::Config {
+            url: url.to_owned(),
+            source: Box::new(source),
+        }),
+    }
 }

@@ -30,6 +30,15 @@ pub enum Error {
         scheme: String,
     },
 
+    /// The URL needs a part of this crate that was not compiled in.
+    #[error("{url} needs raygent-savers' `{feature}` feature, which this build does not have")]
+    FeatureDisabled {
+        /// The URL as given.
+        url: String,
+        /// The Cargo feature that would support it.
+        feature: &'static str,
+    },
+
     /// A local output directory could not be created or used.
     #[error(
         "cannot use local directory {} (check that the path is a directory you may write to, not a file, or choose another)",
@@ -277,7 +286,8 @@ impl From<Error> for SaveError {
             | Error::Config { .. }
             | Error::NotWritable { .. }
             | Error::NotEmpty { .. }
-            | Error::UnknownFormat(_)) => SaveError::Config(Box::new(e)),
+            | Error::UnknownFormat(_)
+            | Error::FeatureDisabled { .. }) => SaveError::Config(Box::new(e)),
             e => SaveError::Other(Box::new(e)),
         }
     }

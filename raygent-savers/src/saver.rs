@@ -128,6 +128,10 @@ impl SaverOptions {
     pub fn multipart_threshold(&self) -> Option<usize> {
         self.multipart_threshold
     }
+    /// The S3 settings for `s3://` URLs.
+    pub fn s3(&self) -> &S3Options {
+        &self.s3
+    }
 }
 
 /// Counters of what a [`DatasetSaver`] wrote.
