@@ -24,7 +24,7 @@ use object_store::{
 };
 
 use crate::{
-    COMMIT_FILE, Checkpointable, CheckpointableIter, DONE_FILE, Error, IterState, METADATA_FILE,
+    COMMIT_FILE, Checkpointable, CheckpointableIter, DONE_FILE, Error, IterState,
     MetaValue, STATE_FILE, SaveOptions, StageCheckpoints, StepCheckpointer, part_file_name,
     step_dir_name,
 };
@@ -45,7 +45,6 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("step_async", step_async),
     ("step_async_failure", step_async_failure),
     ("step_half_written_invisible", step_half_written_invisible),
-    ("step_legacy_layout", step_legacy_layout),
     ("step_inline_state", step_inline_state),
     ("stage_write_load", stage_write_load),
     ("stage_checkpoint", stage_checkpoint),
@@ -407,8 +406,6 @@ pub fn step_half_written_invisible(factory: Factory<'_>) {
     let mut state = Vec::new();
     ciborium::into_writer("nine", &mut state).unwrap();
     raw_put(&store, &dir.clone().join(STATE_FILE), &state);
-    // An earlier version also wrote its metadata before the commit.
-    raw_put(&store, &dir.clone().join(METADATA_FILE), b"{}");
 
     let reader = StepCheckpointer::new(factory(), steps_prefix()).unwrap();
     assert_eq!(reader.list_steps().unwrap(), vec![4]);
@@ -496,61 +493,6 @@ pub fn step_inline_state(factory: Factory<'_>) {
         "{err}"
     );
     assert!(err.to_string().contains("the commit recorded 40"), "{err}");
-}
-
-/// A step written by an earlier version (metadata in its own
-/// `metadata.json`, a COMMIT without metadata) is listed and read; it is
-/// deleted whole when it falls out of keep-N; and overwriting it commits
-/// the new metadata.
-pub fn step_legacy_layout(factory: Factory<'_>) {
-    let store = factory();
-    for (step, value) in [(2u64, "two"), (5, "five")] {
-        let dir = steps_prefix().join(step_dir_name(step).as_str());
-        let mut state = Vec::new();
-        ciborium::into_writer(value, &mut state).unwrap();
-        raw_put(&store, &dir.clone().join(STATE_FILE), &state);
-        let meta = format!(r#"{{"step":{step},"created_at_ms":1000,"user":{{"v":"{value}"}}}}"#);
-        raw_put(&store, &dir.clone().join(METADATA_FILE), meta.as_bytes());
-        let commit = format!(r#"{{"step":{step},"state_bytes":{}}}"#, state.len());
-        raw_put(&store, &dir.clone().join(COMMIT_FILE), commit.as_bytes());
-    }
-    let ckpt = StepCheckpointer::new(factory(), steps_prefix())
-        .unwrap()
-        .with_keep(2);
-    assert_eq!(ckpt.list_steps().unwrap(), vec![2, 5]);
-    let (step, state, meta) = ckpt.load_latest::<String>().unwrap().unwrap();
-    assert_eq!((step, state.as_str(), meta.step), (5, "five", 5));
-    assert_eq!(meta.created_at_ms, 1000);
-    assert_eq!(meta.get("v"), Some(&MetaValue::Str("five".into())));
-    assert_eq!(
-        ckpt.metadata(2).unwrap().get("v"),
-        Some(&MetaValue::Str("two".into()))
-    );
-
-    // Overwritten: the metadata now comes from the new COMMIT.
-    ckpt.save_state(
-        5,
-        "FIVE",
-        SaveOptions::new().with_overwrite(true).with_meta("v", 6),
-    )
-    .unwrap();
-    assert_eq!(ckpt.metadata(5).unwrap().get("v"), Some(&MetaValue::Int(6)));
-    assert_eq!(ckpt.load_state::<String>(5).unwrap(), "FIVE");
-
-    // Keep 2: step 2 goes, with its metadata.json; step 5's old one goes
-    // when step 5 does.
-    ckpt.save_state(8, "eight", SaveOptions::new()).unwrap();
-    assert_eq!(ckpt.list_steps().unwrap(), vec![5, 8]);
-    let five = step_dir_name(5);
-    let mut expected = step_files(5);
-    expected.push(format!("{five}/{METADATA_FILE}"));
-    expected.extend(step_files(8));
-    expected.sort();
-    assert_eq!(raw_list(&factory(), &steps_prefix()), expected);
-    ckpt.save_state(9, "nine", SaveOptions::new()).unwrap();
-    let mut expected = step_files(8);
-    expected.extend(step_files(9));
-    assert_eq!(raw_list(&factory(), &steps_prefix()), expected);
 }
 
 fn stages(factory: Factory<'_>) -> StageCheckpoints {
@@ -853,6 +795,7 @@ pub struct FailingStore {
 }
 
 impl FailingStore {
+    /// A store that passes every request to `inner` until told to fail.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
         Arc::new(FailingStore {
             inner,

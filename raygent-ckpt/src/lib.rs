@@ -58,13 +58,13 @@ mod name;
 mod stage;
 mod step;
 
-#[doc(hidden)]
+#[cfg(feature = "integration")]
 pub mod integration;
 
 pub use crate::checkpointable::{Checkpointable, CheckpointableIter, IterState};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::stage::{DONE_FILE, StageCheckpoints, part_file_name};
 pub use crate::step::{
-    COMMIT_FILE, METADATA_FILE, MetaValue, Metadata, STATE_FILE, SaveOptions, StepCheckpointer,
+    COMMIT_FILE, MetaValue, Metadata, STATE_FILE, SaveOptions, StepCheckpointer,
     step_dir_name,
 };

@@ -24,11 +24,6 @@ use crate::io::{self, Io, loc};
 pub const COMMIT_FILE: &str = "COMMIT";
 /// The serialized state of a step (CBOR).
 pub const STATE_FILE: &str = "state.cbor";
-/// The metadata of steps written by earlier versions, whose `COMMIT` held
-/// no metadata. Such steps are still read, and this file is deleted with
-/// its step; new steps have no such file.
-pub const METADATA_FILE: &str = "metadata.json";
-
 const DEFAULT_MAX_IN_FLIGHT: usize = 2;
 
 /// The name of a step's directory: `step-` and the step zero-padded to 20
@@ -167,10 +162,7 @@ struct Commit {
     /// step is then one object, and [`STATE_FILE`] is not written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inline_state: Option<String>,
-    /// `None` in a step written by an earlier version: its metadata is in
-    /// [`METADATA_FILE`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    created_at_ms: Option<u64>,
+    created_at_ms: u64,
     #[serde(default)]
     user: BTreeMap<String, MetaValue>,
 }
@@ -185,9 +177,6 @@ struct Cache {
     /// Step directories without COMMIT (left by a crash or a failed save),
     /// removed once a newer step is committed.
     dirty: BTreeSet<u64>,
-    /// Step directories that hold a [`METADATA_FILE`] (written by an
-    /// earlier version), deleted with their step.
-    legacy: BTreeSet<u64>,
 }
 
 /// What a listing of the prefix found.
@@ -195,7 +184,6 @@ struct Cache {
 struct Scan {
     committed: BTreeSet<u64>,
     uncommitted: BTreeSet<u64>,
-    legacy: BTreeSet<u64>,
     /// The step directories on the local disk (with `with_local_dir`).
     local: BTreeSet<u64>,
 }
@@ -263,8 +251,7 @@ impl Shared {
         }
     }
 
-    /// Committed steps, step directories without a commit, and those with
-    /// a [`METADATA_FILE`].
+    /// Committed steps, and step directories without a commit.
     async fn scan(&self) -> Result<Scan> {
         let mut scan = Scan::default();
         let mut seen = BTreeSet::new();
@@ -279,14 +266,8 @@ impl Shared {
             if path.parts().count() != self.prefix.parts().count() + 2 {
                 continue;
             }
-            match path.filename() {
-                Some(COMMIT_FILE) => {
-                    scan.committed.insert(step);
-                }
-                Some(METADATA_FILE) => {
-                    scan.legacy.insert(step);
-                }
-                _ => {}
+            if path.filename() == Some(COMMIT_FILE) {
+                scan.committed.insert(step);
             }
         }
         // On a local disk, a step directory may hold only a staging file
@@ -300,12 +281,7 @@ impl Shared {
 
     /// The data objects of step `step` (everything but COMMIT).
     fn data_paths(&self, step: u64) -> Vec<Path> {
-        let dir = self.dir(step);
-        let mut v = vec![dir.clone().join(STATE_FILE)];
-        if lock(&self.cache).legacy.remove(&step) {
-            v.push(dir.join(METADATA_FILE));
-        }
-        v
+        vec![self.dir(step).join(STATE_FILE)]
     }
 
     async fn write(&self, job: StepWrite) -> Result<()> {
@@ -403,19 +379,17 @@ impl Shared {
                 lock(&self.cache).committed.insert(s);
                 continue;
             }
-            let data = self.data_paths(s);
-            if let Err(e) = io::delete(store, data.clone()).await {
+            if let Err(e) = io::delete(store, self.data_paths(s)).await {
                 tracing::warn!(step = s, error = %e, "cannot remove an old checkpoint step's data");
-                self.keep_for_retry(s, &data);
+                self.keep_for_retry(s);
                 continue;
             }
             self.remove_local_step_dir(s);
         }
         for d in dirty {
-            let data = self.data_paths(d);
-            if let Err(e) = io::delete(store, data.clone()).await {
+            if let Err(e) = io::delete(store, self.data_paths(d)).await {
                 tracing::warn!(step = d, error = %e, "cannot remove an uncommitted checkpoint step");
-                self.keep_for_retry(d, &data);
+                self.keep_for_retry(d);
                 continue;
             }
             self.remove_local_step_dir(d);
@@ -474,12 +448,8 @@ impl Shared {
     }
 
     /// After a failed deletion of `data`: the step is retried as dirty.
-    fn keep_for_retry(&self, step: u64, data: &[Path]) {
-        let mut c = lock(&self.cache);
-        c.dirty.insert(step);
-        if data.iter().any(|p| p.filename() == Some(METADATA_FILE)) {
-            c.legacy.insert(step);
-        }
+    fn keep_for_retry(&self, step: u64) {
+        lock(&self.cache).dirty.insert(step);
     }
 
     async fn committed_steps(&self) -> Result<Vec<u64>> {
@@ -559,34 +529,16 @@ impl Shared {
                 location: self.loc(step),
             });
         };
-        self.metadata_of(step, commit).await
+        Ok(Self::metadata_of(step, commit))
     }
 
-    /// The metadata recorded in `commit`, the COMMIT object of `step` (or,
-    /// for a step written by an earlier version, in its [`METADATA_FILE`]).
-    async fn metadata_of(&self, step: u64, commit: Commit) -> Result<Metadata> {
-        if let Some(created_at_ms) = commit.created_at_ms {
-            return Ok(Metadata {
-                step,
-                created_at_ms,
-                user: commit.user,
-            });
+    /// The metadata recorded in `commit`, the COMMIT object of `step`.
+    fn metadata_of(step: u64, commit: Commit) -> Metadata {
+        Metadata {
+            step,
+            created_at_ms: commit.created_at_ms,
+            user: commit.user,
         }
-        // A step written by an earlier version.
-        let store = &*self.store;
-        let dir = self.dir(step);
-        let meta_path = dir.clone().join(METADATA_FILE);
-        let Some(meta) = io::get(store, &meta_path).await? else {
-            return Err(Error::Corrupt {
-                location: self.loc(step),
-                message: format!("the step is committed but {METADATA_FILE} is missing"),
-            });
-        };
-        serde_json::from_slice(&meta).map_err(|e| Error::Codec {
-            action: "decode",
-            location: loc(store, &dir.clone().join(METADATA_FILE)),
-            source: e.into(),
-        })
     }
 
     fn decode<S: DeserializeOwned>(&self, step: u64, bytes: &[u8]) -> Result<S> {
@@ -615,8 +567,7 @@ impl Shared {
 /// unless the save allows overwriting), so a save killed at any instant
 /// leaves either the previous steps only, or the new step complete. Old
 /// steps are deleted (commit first) only after a newer one is committed.
-/// Steps written by earlier versions, with their metadata in a separate
-/// [`METADATA_FILE`], are still read. With
+/// With
 /// [`with_inline_state`](Self::with_inline_state), a small state goes
 /// inside `COMMIT` and the step is that one object.
 ///
@@ -809,7 +760,7 @@ impl StepCheckpointer {
             step,
             state_bytes: buf.len() as u64,
             inline_state: inline.then(|| BASE64.encode(&buf)),
-            created_at_ms: Some(io::now_ms()),
+            created_at_ms: io::now_ms(),
             user: opts.metadata,
         };
         let commit = serde_json::to_vec(&commit).map_err(|e| Error::Codec {
@@ -909,7 +860,6 @@ impl StepCheckpointer {
                     .into_iter()
                     .filter(|s| !in_flight.contains(s)),
             );
-            c.legacy.extend(scan.legacy);
             c.scanned = true;
         }
         Ok(())
@@ -990,7 +940,7 @@ impl StepCheckpointer {
         let sh = &self.shared;
         let (bytes, meta) = self.io.block_on(async {
             let (bytes, commit) = sh.read_step(step).await?;
-            Ok::<_, Error>((bytes, sh.metadata_of(step, commit).await?))
+            Ok::<_, Error>((bytes, Shared::metadata_of(step, commit)))
         })??;
         Ok(Some((step, sh.decode(step, &bytes)?, meta)))
     }

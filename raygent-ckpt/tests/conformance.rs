@@ -80,7 +80,6 @@ conformance!(
     step_async,
     step_async_failure,
     step_half_written_invisible,
-    step_legacy_layout,
     step_inline_state,
     stage_write_load,
     stage_checkpoint,

@@ -35,14 +35,12 @@ mod task;
 pub use crate::chunk::{Chunk, Chunks, InputError};
 pub use crate::codec::{CborSeqReader, MAX_FRAME_LEN, from_cbor, read_frame, to_cbor, write_frame};
 pub use crate::error::{BoxError, Error, ErrorChain, Result, SaveError, TaskError};
-#[doc(hidden)]
 pub use crate::failpoint::failpoint;
 pub use crate::fingerprint::Fingerprint;
 pub use crate::handler::{Collect, Discard, Fold, OnlineMean, ResultHandler};
 pub use crate::report::{FailedChunk, JobReport};
 pub use crate::retry::{FailurePolicy, RetryPolicy};
 pub use crate::saver::{Batch, MemorySaver, ResumePoint, SavedBatch, Saver};
-#[doc(hidden)]
 pub use crate::staging::remove_staging_files;
 pub use crate::stop::StopHandle;
 pub use crate::task::{FnTask, Task, TaskFactory, task_fn};
