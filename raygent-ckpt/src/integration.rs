@@ -24,9 +24,8 @@ use object_store::{
 };
 
 use crate::{
-    COMMIT_FILE, Checkpointable, CheckpointableIter, DONE_FILE, Error, IterState,
-    MetaValue, STATE_FILE, SaveOptions, StageCheckpoints, StepCheckpointer, part_file_name,
-    step_dir_name,
+    COMMIT_FILE, Checkpointable, CheckpointableIter, DONE_FILE, Error, IterState, MetaValue,
+    STATE_FILE, SaveOptions, StageCheckpoints, StepCheckpointer, part_file_name, step_dir_name,
 };
 
 /// Returns a handle on the storage under test.

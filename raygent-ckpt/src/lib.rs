@@ -65,6 +65,5 @@ pub use crate::checkpointable::{Checkpointable, CheckpointableIter, IterState};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::stage::{DONE_FILE, StageCheckpoints, part_file_name};
 pub use crate::step::{
-    COMMIT_FILE, MetaValue, Metadata, STATE_FILE, SaveOptions, StepCheckpointer,
-    step_dir_name,
+    COMMIT_FILE, MetaValue, Metadata, STATE_FILE, SaveOptions, StepCheckpointer, step_dir_name,
 };
