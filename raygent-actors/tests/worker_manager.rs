@@ -44,7 +44,7 @@ fn command(dir: &Path, fault: &str, once: bool) -> WorkerCommand {
         .env("PID_DIR", &pids)
         .env("FAULT", fault)
         .env("FAULT_ITEM", "37")
-        .timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
         .shutdown_grace(Duration::from_millis(200));
     if once {
         cmd = cmd.env("FAULT_MARKER", dir.join("fault-done"));

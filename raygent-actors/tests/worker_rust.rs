@@ -263,7 +263,7 @@ fn exit_once() {
 fn hang_once() {
     fault_once(
         "hang",
-        |w| w.timeout(Duration::from_millis(700)),
+        |w| w.timeout(Duration::from_secs(3)),
         |k| *k == WorkerErrorKind::Timeout,
     );
 }
@@ -324,7 +324,7 @@ fn exit_always() {
 fn hang_always() {
     fault_always(
         "hang",
-        |w| w.timeout(Duration::from_millis(400)),
+        |w| w.timeout(Duration::from_secs(3)),
         |k| *k == WorkerErrorKind::Timeout,
         "chunk timeout",
     );

@@ -1,7 +1,6 @@
 //! The subcommands.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
@@ -21,14 +20,7 @@ use crate::{Failure, exit, store};
 /// Finds `program` like the shell would, so a typo is reported before the
 /// job starts rather than as a failing chunk.
 fn check_program(program: &str) -> Result<(), Failure> {
-    let found = if program.contains('/') {
-        Path::new(program).is_file()
-    } else {
-        std::env::var_os("PATH").is_some_and(|paths| {
-            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-        })
-    };
-    if found {
+    if which::which(program).is_ok() {
         Ok(())
     } else {
         Err(Failure::usage(anyhow!(

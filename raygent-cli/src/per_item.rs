@@ -23,7 +23,7 @@ pub struct PerItemTask {
 }
 
 impl PerItemTask {
-    fn argv(&self, item: &str) -> Vec<String> {
+    fn argv(&self, item: &str) -> Result<Vec<String>, TaskError> {
         let has_slot = self.command.iter().skip(1).any(|a| a.contains("{}"));
         let mut argv: Vec<String> = self
             .command
@@ -47,28 +47,22 @@ impl PerItemTask {
                 .first()
                 .cloned()
                 .unwrap_or_default()
-                .replace("{}", &shell_quote(item));
+                .replace("{}", &shell_quote(item)?);
             let mut v = vec!["sh".to_owned(), "-c".to_owned(), script, "sh".to_owned()];
             v.push(item.to_owned());
-            return v;
+            return Ok(v);
         }
-        argv
+        Ok(argv)
     }
 }
 
-/// `item` as one shell word, GNU parallel style: as it is when it holds
-/// only characters the shell leaves alone (so `$(( {} * 2 ))` works on
-/// numbers), else in single quotes.
-fn shell_quote(item: &str) -> String {
-    let plain = !item.is_empty()
-        && item
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c));
-    if plain {
-        item.to_owned()
-    } else {
-        format!("'{}'", item.replace('\'', "'\\''"))
-    }
+/// `item` as one shell word (the shlex crate's quoting): as it is when it
+/// holds only characters the shell leaves alone (so `$(( {} * 2 ))` works
+/// on numbers), else quoted. An item holding a NUL byte cannot be passed
+/// to a shell at all.
+fn shell_quote(item: &str) -> Result<std::borrow::Cow<'_, str>, TaskError> {
+    shlex::try_quote(item)
+        .map_err(|e| format!("cannot quote item {item:?} for the shell: {e}").into())
 }
 
 impl Task for PerItemTask {
@@ -76,7 +70,7 @@ impl Task for PerItemTask {
     type Output = String;
 
     fn process_item(&mut self, item: &String) -> Result<String, TaskError> {
-        let argv = self.argv(item);
+        let argv = self.argv(item)?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(Stdio::null())
@@ -113,9 +107,12 @@ impl Task for PerItemTask {
             None => rx.recv().map_err(|_| ()),
         };
         let Ok((status, out, err)) = received else {
-            // SAFETY: plain kill(2) of the child's own process group.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
+            if let Some(group) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                // Fails only if the group is gone already.
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
             }
             let _ = rx.recv();
             return Err(format!(
@@ -170,13 +167,13 @@ mod tests {
             shell: false,
             timeout: None,
         };
-        assert_eq!(t.argv("7"), vec!["echo", "x=7"]);
+        assert_eq!(t.argv("7").unwrap(), vec!["echo", "x=7"]);
         let t = PerItemTask {
             command: vec!["echo".into()],
             shell: false,
             timeout: None,
         };
-        assert_eq!(t.argv("7"), vec!["echo", "7"]);
+        assert_eq!(t.argv("7").unwrap(), vec!["echo", "7"]);
     }
 
     #[test]
@@ -193,10 +190,11 @@ mod tests {
 
     #[test]
     fn shell_items_are_quoted_only_when_needed() {
-        assert_eq!(shell_quote("12"), "12");
-        assert_eq!(shell_quote("a/b.txt"), "a/b.txt");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("it's $HOME; rm"), "'it'\\''s $HOME; rm'");
+        assert_eq!(shell_quote("12").unwrap(), "12");
+        assert_eq!(shell_quote("a/b.txt").unwrap(), "a/b.txt");
+        assert_eq!(shell_quote("").unwrap(), "''");
+        assert_ne!(shell_quote("it's $HOME; rm").unwrap(), "it's $HOME; rm");
+        assert!(shell_quote("nul\0byte").is_err());
         let mut t = PerItemTask {
             command: vec!["printf '%s|' {}; echo \"$1\"".into()],
             shell: true,

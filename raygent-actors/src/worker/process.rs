@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -203,36 +203,25 @@ impl WorkerProcess {
         // Its own process group, so that killing the group also kills what
         // the worker started (a shell's children).
         cmd.process_group(0);
-        // SAFETY: getpid has no preconditions.
-        let parent = unsafe { libc::getpid() };
+        let parent = rustix::process::getpid();
         let limit = opts.memory_limit;
-        // SAFETY: the closure runs in the forked child before exec and calls
-        // only async-signal-safe functions (prctl, getppid, setrlimit); it
-        // does not allocate.
+        // SAFETY: the closure runs in the forked child before exec; rustix
+        // makes these calls (prctl, getppid, setrlimit) as raw system calls,
+        // which are async-signal-safe, and nothing here allocates.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
+                use rustix::process::{Resource, Rlimit, Signal};
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                if rustix::process::getppid() != Some(parent) {
                     // The parent died before prctl took effect.
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                    return Err(io::Error::from(rustix::io::Errno::SRCH));
                 }
                 if let Some(bytes) = limit {
-                    let rl = libc::rlimit {
-                        rlim_cur: bytes as libc::rlim_t,
-                        rlim_max: bytes as libc::rlim_t,
+                    let rl = Rlimit {
+                        current: Some(bytes),
+                        maximum: Some(bytes),
                     };
-                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    rustix::process::setrlimit(Resource::As, rl)?;
                 }
                 Ok(())
             });
@@ -244,12 +233,13 @@ impl WorkerProcess {
         let label = format!("{} (worker {}, pid {pid})", spec.label, spec.worker_id);
         match Self::start_threads(&mut child, spec, &label, opts.stderr_lines) {
             Ok((writer, out, stderr, stderr_done)) => {
-                // SAFETY: pidfd_open takes a pid and flags; a failure returns -1.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-                let pidfd = (fd >= 0).then(|| {
-                    // SAFETY: fd is a fresh descriptor that nothing else owns.
-                    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-                });
+                // Linux 5.3 and later; without it, exits are polled.
+                let pidfd = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                    .and_then(|p| {
+                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                    });
                 tracing::debug!(worker = %label, "worker started");
                 Ok(WorkerProcess {
                     child,
@@ -379,42 +369,36 @@ impl WorkerProcess {
     /// Waits up to `grace` for the child to exit by itself; true if it has.
     fn wait_exit(&mut self, grace: Duration) -> bool {
         if let Some(fd) = &self.pidfd {
-            let mut pfd = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            use rustix::event::{PollFd, PollFlags};
             let deadline = Instant::now() + grace;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-                // SAFETY: one valid pollfd.
-                let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-                if r > 0 {
-                    return true;
-                }
-                if r == 0 {
-                    return false;
-                }
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    break;
+                let timeout = rustix::time::Timespec::try_from(left).ok();
+                let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                    Ok(n) => return n > 0,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => break,
                 }
             }
         }
         // No pidfd: poll the status.
         let deadline = Instant::now() + grace;
         loop {
-            // SAFETY: waitid with WNOWAIT only inspects the child, it does not reap it.
-            let exited = unsafe {
-                let mut info: libc::siginfo_t = std::mem::zeroed();
-                libc::waitid(
-                    libc::P_PID,
-                    self.pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-                ) == 0
-                    && info.si_pid() != 0
-            };
+            // WNOWAIT only inspects the child, it does not reap it.
+            use rustix::process::{Pid, WaitId, WaitIdOptions};
+            let exited = i32::try_from(self.pid)
+                .ok()
+                .and_then(Pid::from_raw)
+                .is_some_and(|pid| {
+                    matches!(
+                        rustix::process::waitid(
+                            WaitId::Pid(pid),
+                            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+                        ),
+                        Ok(Some(_))
+                    )
+                });
             if exited {
                 return true;
             }
@@ -439,7 +423,8 @@ impl WorkerProcess {
         self.writer = None;
         let status = self.child.wait().ok();
         self.reaped = true;
-        let by_us = !exited_before && status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
+        let by_us = !exited_before
+            && status.is_some_and(|s| s.signal() == Some(rustix::process::Signal::KILL.as_raw()));
         (status, by_us)
     }
 
@@ -565,10 +550,11 @@ impl WorkerProcess {
             return kind;
         }
         match kind {
-            WorkerErrorKind::Signaled {
-                number: libc::SIGKILL,
-                ..
-            } => WorkerErrorKind::MemoryLimit,
+            WorkerErrorKind::Signaled { number, .. }
+                if number == rustix::process::Signal::KILL.as_raw() =>
+            {
+                WorkerErrorKind::MemoryLimit
+            }
             WorkerErrorKind::Signaled { .. } | WorkerErrorKind::Exited(_) if oom_text => {
                 WorkerErrorKind::MemoryLimit
             }
@@ -598,11 +584,12 @@ impl Drop for WorkerProcess {
 
 /// SIGKILL to the process group led by `pid`.
 fn kill_group(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // Fails only if the group is gone already.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 

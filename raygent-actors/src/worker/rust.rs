@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,24 +70,11 @@ where
 /// close-on-exec descriptors, points fd 1 at stderr and fd 0 at /dev/null.
 fn take_protocol_fds() -> io::Result<(File, File)> {
     let devnull = File::open("/dev/null")?;
-    // SAFETY: plain descriptor operations on fds this process owns; the
-    // new descriptors are owned by the returned Files only.
-    unsafe {
-        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        if input < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let input = File::from_raw_fd(input);
-        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
-        if output < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let output = File::from_raw_fd(output);
-        if libc::dup2(2, 1) < 0 || libc::dup2(devnull.as_raw_fd(), 0) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((input, output))
-    }
+    let input = File::from(rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?);
+    let output = File::from(rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?);
+    rustix::stdio::dup2_stdout(io::stderr())?;
+    rustix::stdio::dup2_stdin(&devnull)?;
+    Ok((input, output))
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
