@@ -77,4 +77,16 @@ pub mod prelude {
 mod book {
     #[doc = include_str!("../../README.md")]
     struct Readme;
+    #[doc = include_str!("../../docs/guide.md")]
+    struct Guide;
+    #[doc = include_str!("../../docs/rust-tasks.md")]
+    struct RustTasks;
+    #[doc = include_str!("../../docs/workers.md")]
+    struct Workers;
+    #[doc = include_str!("../../docs/savers.md")]
+    struct Savers;
+    #[doc = include_str!("../../docs/s3.md")]
+    struct S3;
+    #[doc = include_str!("../../docs/checkpoints.md")]
+    struct Checkpoints;
 }
