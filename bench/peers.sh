@@ -2,18 +2,19 @@
 # Cost per item of a trivial task (square a number), on this machine, in one
 # run: raygent process workers (line protocol, chunk sizes 1 and 100; also
 # Rust CBOR workers), GNU parallel running the same shell command once per
-# item, Ray with the same chunking (../shared/peers/ray_square.py), and
-# raygent in-process. Prints a table of µs per item and ratios.
+# item, Ray with the same chunking (bench/ray_square.py), and raygent
+# in-process. Prints a table of µs per item and ratios.
 #
 #   bench/peers.sh            # RUNS=3 (median of 3), PAR_N=2000 items for GNU parallel
 #
 # Needs: cargo, python3, GNU parallel (apt-get install parallel), Ray
-# (pip install ray). A missing peer is reported and skipped.
+# (pip install ray; PYTHON=path/to/python picks the interpreter that has
+# it). A missing peer is reported and skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 PAR_N=${PAR_N:-2000}
-RAY_SQUARE=${RAY_SQUARE:-$(pwd)/../shared/peers/ray_square.py}
+PYTHON=${PYTHON:-python3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -41,19 +42,19 @@ else
     echo "# GNU parallel not installed: skipped (apt-get install parallel)" >&2
 fi
 
-if python3 -c 'import ray' 2> /dev/null && [ -f "$RAY_SQUARE" ]; then
-    echo "# Ray ($RAY_SQUARE, cases a and b) ..." >&2
-    RAY_USAGE_STATS_ENABLED=0 python3 "$RAY_SQUARE" --cases a,b --runs "$RUNS" \
-        --no-baselines --json "$out/ray.json" > "$out/ray.log" 2>&1 \
+if "$PYTHON" -c 'import ray' 2> /dev/null; then
+    echo "# Ray (bench/ray_square.py: 100000 items in chunks of 100, 20000 in chunks of 1) ..." >&2
+    RAY_USAGE_STATS_ENABLED=0 "$PYTHON" bench/ray_square.py --case 100000:100 --case 20000:1 \
+        --runs "$RUNS" --workers 2 --in-flight 2 --json "$out/ray.json" > "$out/ray.log" 2>&1 \
         || { cat "$out/ray.log" >&2; exit 1; }
     python3 - "$out/ray.json" >> "$out/rows.tsv" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for r in d["rows"]:
-    print(f"Ray {d['meta']['ray']} (remote task per chunk)\t{r['n']}\t{r['chunk_size']}\t{r['median_s']:.4f}\t{r['median_s'] / r['n'] * 1e6:.2f}")
+    print(f"Ray {d['ray']} (remote task per chunk)\t{r['n']}\t{r['chunk_size']}\t{r['median_s']:.4f}\t{r['median_s'] / r['n'] * 1e6:.2f}")
 PY
 else
-    echo "# Ray not installed or $RAY_SQUARE missing: skipped (pip install ray)" >&2
+    echo "# Ray not installed for $PYTHON: skipped (pip install ray)" >&2
 fi
 
 python3 - "$out/rows.tsv" <<'PY'
