@@ -265,5 +265,8 @@ fn every_page_with_rust_examples_is_doc_tested() {
         .iter()
         .filter(|p| !files.iter().any(|(n, _)| n == *p))
         .collect();
-    assert!(stale.is_empty(), "`mod book` includes pages that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "`mod book` includes pages that do not exist: {stale:?}"
+    );
 }
