@@ -26,6 +26,7 @@ mod exec;
 mod manager;
 mod progress;
 mod resume;
+mod shard;
 mod sink;
 mod window;
 pub mod worker;
@@ -37,6 +38,10 @@ pub use crate::progress::Progress;
 pub use crate::resume::{
     DEFAULT_CHECKPOINT_INTERVAL, INLINE_JOB_STATE_MAX, JobConfig, JobState, MemoryProgressStore,
     ProgressStore, ResumeConfig, StepProgressStore,
+};
+pub use crate::shard::{
+    K8S_INDEX_ENV, SHARD_OFFSET_ENV, SLURM_TASK_COUNT_ENV, SLURM_TASK_ID_ENV, SLURM_TASK_MAX_ENV,
+    SLURM_TASK_MIN_ENV, Shard,
 };
 pub use crate::sink::Commit;
 pub use crate::worker::{

@@ -48,6 +48,7 @@ pub struct SubmitOptions<O> {
     stop: Option<StopHandle>,
     progress: Option<Progress>,
     pub(crate) resume: Option<crate::resume::ResumeConfig>,
+    shard: Option<(u32, u32)>,
 }
 
 impl<O> Default for SubmitOptions<O> {
@@ -63,6 +64,7 @@ impl<O> Default for SubmitOptions<O> {
             stop: None,
             progress: None,
             resume: None,
+            shard: None,
         }
     }
 }
@@ -133,6 +135,32 @@ impl<O: Send + 'static> SubmitOptions<O> {
     pub fn with_checkpoint(mut self, resume: crate::ResumeConfig) -> Self {
         self.resume = Some(resume);
         self
+    }
+    /// Runs only shard `index` of `count` (from 0) of the items given: the
+    /// contiguous share `[index × len / count, (index + 1) × len / count)`
+    /// of their `len` items, whose number must be known ahead (an exact
+    /// `size_hint`, as a `Vec`, a slice or a range have). Chunks are
+    /// numbered from 0 within the share; the shards' results, taken in
+    /// shard order, are the results of the whole input in input order. The
+    /// shard is part of the checkpoint's identity, so a checkpoint of
+    /// another shard (or shard count) is never resumed. See
+    /// [`Shard::from_env`](crate::Shard::from_env) for the shard of a Slurm
+    /// array task or a Kubernetes Indexed Job.
+    ///
+    /// ```
+    /// use raygent_actors::{SubmitOptions, TaskManager};
+    /// use raygent_core::task_fn;
+    /// let mut m = TaskManager::new(|| task_fn("double", |x: &u64| Ok(x * 2)));
+    /// m.submit_tasks(0..10u64, SubmitOptions::new().with_shard(1, 3)).unwrap();
+    /// assert_eq!(m.get_results(), &[6, 8, 10]);
+    /// ```
+    pub fn with_shard(mut self, index: u32, count: u32) -> Self {
+        self.shard = Some((index, count));
+        self
+    }
+    /// The shard set by [`with_shard`](Self::with_shard): `(index, count)`.
+    pub fn shard(&self) -> Option<(u32, u32)> {
+        self.shard
     }
     /// The saver, if any.
     pub fn saver_ref(&self) -> Option<&dyn Saver<O>> {
@@ -302,6 +330,18 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         E: Into<raygent_core::BoxError>,
     {
         let started = Instant::now();
+        let shard = match options.shard {
+            Some((index, count)) => Some(crate::Shard::new(index, count)?),
+            None => None,
+        };
+        if let (Some(shard), Some(cfg)) = (shard, options.resume.take()) {
+            let identity = match cfg.identity() {
+                "" => shard.to_string(),
+                id => format!("{id}; {shard}"),
+            };
+            options.resume = Some(cfg.with_identity(identity));
+        }
+        let items = crate::shard::select(items.into_iter(), shard)?;
         if options.chunk_size == 0 {
             return Err(Error::InvalidConfig("chunk size must be at least 1".into()));
         }
@@ -345,7 +385,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             r.prepare_saver(saver.as_mut())?;
         }
         let mut report = JobReport::default();
-        let mut chunks = Chunks::try_new(items.into_iter(), options.chunk_size)?;
+        let mut chunks = Chunks::try_new(items, options.chunk_size)?;
         // Skip (and fingerprint) what an earlier run committed.
         if let Some(r) = resume.as_mut() {
             r.skip_committed(&mut chunks)?;

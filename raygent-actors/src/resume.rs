@@ -143,6 +143,10 @@ impl ResumeConfig {
         self.extra = extra.into();
         self
     }
+    /// The extra identity set by [`with_identity`](Self::with_identity).
+    pub fn identity(&self) -> &str {
+        &self.extra
+    }
 }
 
 /// Where a run starts.
