@@ -1,5 +1,11 @@
-//! Reading the job's input: plain lines, JSON Lines or CSV, from a file or
-//! stdin, one item per record, with errors that name the file and line.
+//! Reading the job's input: plain lines, JSON Lines or CSV, from a file,
+//! stdin or object storage, one item per record, with errors that name the
+//! file and line. [`files`] resolves `-i` (globs, prefixes, several files),
+//! [`split`] cuts the input into shards' shares.
+
+pub mod files;
+pub mod s3;
+pub mod split;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -48,10 +54,50 @@ pub enum Source {
 
 /// How a source's bytes are compressed, known from its name's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
+pub enum Compression {
+    /// Not compressed.
     None,
+    /// `.gz`.
     Gzip,
+    /// `.zst`.
     Zstd,
+}
+
+impl Compression {
+    /// The compression a file or object name's extension says.
+    pub fn of(name: &str) -> Compression {
+        match Path::new(name).extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst") => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// `raw` decompressed as it is read.
+    pub fn decode(self, raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Compression::None => raw,
+            // Multi-member: `cat a.gz b.gz` is a valid gzip stream.
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, raw),
+            )),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+        })
+    }
+}
+
+/// How many `\n` bytes `r` holds.
+pub fn count_newlines(r: &mut impl Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl Source {
@@ -76,11 +122,7 @@ impl Source {
         let Source::File(p) = self else {
             return Compression::None;
         };
-        match p.extension().and_then(|e| e.to_str()) {
-            Some("gz") => Compression::Gzip,
-            Some("zst") => Compression::Zstd,
-            _ => Compression::None,
-        }
+        Compression::of(&p.to_string_lossy())
     }
 
     /// Whether the source is a regular file, which can be read twice. Anything
@@ -123,19 +165,12 @@ impl Source {
 
     /// Opens the source for reading, decompressing `.gz` and `.zst` as it
     /// is read.
-    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let raw: Box<dyn Read + Send> = match self {
             Source::Stdin => Box::new(io::stdin()),
             Source::File(p) => Box::new(File::open(p)?),
         };
-        Ok(match self.compression() {
-            Compression::None => raw,
-            // Multi-member: `cat a.gz b.gz` is a valid gzip stream.
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 16, raw),
-            )),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
-        })
+        self.compression().decode(raw)
     }
 
     /// How many records the source holds (newline count, minus a CSV
@@ -184,33 +219,76 @@ pub fn items(
     })
 }
 
+/// Counts the lines of a file before the byte where a shard's share of it
+/// starts, to name the line of a bad record (only then is it called).
+type LinesBefore = Box<dyn FnOnce() -> io::Result<u64> + Send>;
+
 struct Lines {
     reader: BufReader<Box<dyn Read + Send>>,
     name: String,
+    /// Lines read so far.
     line: u64,
     json: bool,
     done: bool,
     buf: Vec<u8>,
+    /// The byte offset of the next line in the file.
+    pos: u64,
+    /// No line starting at or past this offset is read.
+    limit: u64,
+    /// Lines in the file before the first one read: known, or counted when
+    /// an error needs it.
+    lines_before: Result<u64, Option<LinesBefore>>,
 }
 
 impl Lines {
     fn new(reader: Box<dyn Read + Send>, name: String, json: bool) -> Self {
+        Lines::ranged(reader, name, json, 0, u64::MAX, Ok(0))
+    }
+
+    /// Lines of `reader`, which starts at line start `pos` of the file,
+    /// up to (not including) the first line that starts at `limit` or later.
+    fn ranged(
+        reader: impl Read + Send + 'static,
+        name: String,
+        json: bool,
+        pos: u64,
+        limit: u64,
+        lines_before: Result<u64, Option<LinesBefore>>,
+    ) -> Self {
         Lines {
-            reader: BufReader::with_capacity(1 << 16, reader),
+            reader: BufReader::with_capacity(1 << 16, Box::new(reader)),
             name,
             line: 0,
             json,
             done: false,
             buf: Vec::new(),
+            pos,
+            limit,
+            lines_before,
         }
     }
 
     fn error(&mut self, message: String) -> Option<Result<String, RecordError>> {
         self.done = true;
-        Some(Err(RecordError {
-            file: self.name.clone(),
-            line: self.line,
-            message,
+        let before = match std::mem::replace(&mut self.lines_before, Err(None)) {
+            Ok(n) => Ok(n),
+            Err(Some(count)) => count(),
+            Err(None) => Err(io::Error::other("not counted")),
+        };
+        Some(Err(match before {
+            Ok(n) => RecordError {
+                file: self.name.clone(),
+                line: n + self.line,
+                message,
+            },
+            Err(e) => RecordError {
+                file: self.name.clone(),
+                line: 0,
+                message: format!(
+                    "{message} (in the line that starts at byte {}; counting the lines before it failed: {e})",
+                    self.pos.saturating_sub(self.buf.len() as u64)
+                ),
+            },
         }))
     }
 }
@@ -219,7 +297,7 @@ impl Iterator for Lines {
     type Item = Result<String, RecordError>;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.done {
+            if self.done || self.pos >= self.limit {
                 return None;
             }
             self.buf.clear();
@@ -229,7 +307,7 @@ impl Iterator for Lines {
                     self.done = true;
                     return None;
                 }
-                Ok(_) => {}
+                Ok(n) => self.pos += n as u64,
                 Err(e) => return self.error(format!("cannot read: {e}")),
             }
             if self.buf.last() == Some(&b'\n') {
