@@ -334,7 +334,9 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             Some((index, count)) => Some(crate::Shard::new(index, count)?),
             None => None,
         };
-        if let (Some(shard), Some(cfg)) = (shard, options.resume.take()) {
+        if let Some(shard) = shard
+            && let Some(cfg) = options.resume.take()
+        {
             let identity = match cfg.identity() {
                 "" => shard.to_string(),
                 id => format!("{id}; {shard}"),

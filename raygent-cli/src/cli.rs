@@ -37,6 +37,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Manage checkpoints (list, show, clear).
     Ckpt(CkptArgs),
+    /// Run a job's shards as a Slurm job array (submit, resubmit).
+    Slurm(SlurmArgs),
+    /// Run a job's shards as a Kubernetes Indexed Job (manifest).
+    K8s(K8sArgs),
 }
 
 /// Output formats.
@@ -62,9 +66,11 @@ pub enum OnFailure {
 /// `raygent run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input file; `-` or absent reads stdin.
-    #[arg(short, long, value_name = "PATH")]
-    pub input: Option<PathBuf>,
+    /// Input: a file, a glob ('data/*.csv'), s3://bucket/key, an S3 prefix
+    /// (s3://bucket/prefix/) or glob (s3://bucket/prefix/*.jsonl); may be
+    /// given several times; `-` or absent reads stdin.
+    #[arg(short, long, value_name = "PATH|URL", action = clap::ArgAction::Append)]
+    pub input: Vec<String>,
     /// How the input is split into records.
     #[arg(long, value_enum, default_value = "lines")]
     pub input_format: InputFormat,
@@ -122,6 +128,14 @@ pub struct RunArgs {
     /// Run COMMAND through `sh -c` (COMMAND is then a shell script).
     #[arg(long)]
     pub shell: bool,
+    /// Split the job into N shards, each run by its own `raygent run`
+    /// (on any machine sharing the output); with --shard, or in a Slurm
+    /// array task or a Kubernetes Indexed Job, which gives the index.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+    /// Run shard I (from 0) of the --shards N.
+    #[arg(long, value_name = "I", requires = "shards")]
+    pub shard: Option<u32>,
     /// The worker program and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -133,6 +147,114 @@ pub struct CatArgs {
     /// The job's output: a directory or s3://bucket/prefix.
     #[arg(value_name = "URL")]
     pub url: String,
+    /// Of a sharded job that is not complete, print what is committed
+    /// (naming the missing shards on stderr) instead of refusing.
+    #[arg(long)]
+    pub partial: bool,
+}
+
+/// `raygent slurm`.
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SlurmAction,
+}
+
+/// `raygent slurm` actions.
+#[derive(Debug, Subcommand)]
+pub enum SlurmAction {
+    /// Write an sbatch array script for the job's shards next to its
+    /// records and submit it; prints the Slurm job id.
+    Submit(SubmitArgs),
+    /// Submit an array of only the shards that are not complete.
+    Resubmit(ResubmitArgs),
+}
+
+/// `raygent slurm submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// How many shards.
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// At most K array tasks running at once (`--array=...%K`).
+    #[arg(long, value_name = "K")]
+    pub max_running: Option<u32>,
+    /// An sbatch option for every task, like `--time=2:00:00` or
+    /// `--partition=long` (repeat for several).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// The Slurm job name (default: raygent- and the output's name).
+    #[arg(long, value_name = "NAME")]
+    pub job_name: Option<String>,
+    /// Where the array tasks' logs go (one per task); default: `_slurm/logs`
+    /// in a local output, `./raygent-slurm/logs` for an S3 output.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The options and command of `raygent run` (after `--`), as every
+    /// shard runs them.
+    #[arg(required = true, last = true, value_name = "RUN-ARGS")]
+    pub run_args: Vec<String>,
+}
+
+/// `raygent slurm resubmit`.
+#[derive(Debug, Args)]
+pub struct ResubmitArgs {
+    /// The job's output.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// At most K array tasks running at once (default: as submitted).
+    #[arg(long, value_name = "K")]
+    pub max_running: Option<u32>,
+    /// More sbatch options (added to those given at submit).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+}
+
+/// `raygent k8s`.
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: K8sAction,
+}
+
+/// `raygent k8s` actions.
+#[derive(Debug, Subcommand)]
+pub enum K8sAction {
+    /// Print an Indexed Job running the job's shards (for `kubectl apply -f -`).
+    Manifest(ManifestArgs),
+}
+
+/// `raygent k8s manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// How many shards (the Job's completions).
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// The container image, which holds `raygent` and the worker.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// Pods running at once (default: N).
+    #[arg(long, value_name = "P")]
+    pub parallelism: Option<u32>,
+    /// Retries of one index before it counts as failed.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub backoff_limit_per_index: u32,
+    /// The Job's name (default: raygent- and the output's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, ...) become the pods' environment.
+    #[arg(long, default_value = "raygent-aws", value_name = "SECRET")]
+    pub aws_secret: String,
+    /// The raygent binary inside the image.
+    #[arg(long, default_value = "raygent", value_name = "PATH")]
+    pub raygent: String,
+    /// The options and command of `raygent run` (after `--`), as every
+    /// shard runs them.
+    #[arg(required = true, last = true, value_name = "RUN-ARGS")]
+    pub run_args: Vec<String>,
 }
 
 /// `raygent status`.

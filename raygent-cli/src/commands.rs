@@ -4,17 +4,21 @@ use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use raygent_actors::{Progress, SubmitOptions, TaskManager, WorkerCommand};
+use raygent_actors::{
+    ProgressStore, Progress, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand,
+};
 use raygent_core::{
     Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
 };
-use raygent_savers::{DatasetReader, Format, SaverOptions};
+use raygent_savers::{DatasetReader, Format, Location, SaverOptions};
 use serde::Serialize;
 
 use crate::cli::{CatArgs, CkptAction, CkptArgs, OnFailure, OutputFormat, RunArgs, StatusArgs};
-use crate::input::{self, Source};
+use crate::input::files::Inputs;
+use crate::input::{self, InputFormat, split};
 use crate::per_item::PerItemTask;
 use crate::progress::Reporter;
+use crate::shard::Layout;
 use crate::{Failure, exit, store};
 
 /// Finds `program` like the shell would, so a typo is reported before the
@@ -52,15 +56,69 @@ fn validate(args: &RunArgs) -> Result<(), Failure> {
 /// `raygent run`.
 pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
     validate(&args)?;
-    let source = Source::from_arg(args.input.as_deref());
-    source
-        .check()
-        .with_context(|| format!("cannot open the input file {}", source.name()))
-        .map_err(Failure::usage)?;
+    let inputs = Inputs::resolve(&args.input).map_err(Failure::usage)?;
     if !args.shell {
         check_program(&args.command[0])?;
     }
+    let shard = crate::shard_run::shard_of(&args)?;
+    let pieces = split::plan(&inputs, args.input_format, shard)
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let identity = format!(
+        "command {:?}; input {} ({:?}); per-item {}; shell {}",
+        args.command,
+        inputs.identity(),
+        args.input_format,
+        args.per_item,
+        args.shell
+    );
+    if let Some(shard) = shard {
+        return crate::shard_run::run(&args, shard, &inputs, pieces, identity, quiet);
+    }
+    crate::shard_run::refuse_sharded_output(&args.output)?;
     let out = store::location(&args.output)?;
+    let progress_store: Arc<dyn ProgressStore> = store::progress_store(&out)?;
+    let stop = StopHandle::new();
+    let result = run_job(&args, &inputs, pieces, out, progress_store, identity, stop, quiet)?;
+    finish(result, &args.output, quiet, stream_note(&inputs).as_deref())
+}
+
+/// What a resume of a stream needs, for a refusal's message.
+pub(crate) fn stream_note(inputs: &Inputs) -> Option<String> {
+    (!inputs.all_seekable()).then(|| {
+        format!(
+            "{} is a stream, which a resume reads again from its start: it must give the same records in the same order",
+            inputs.name()
+        )
+    })
+}
+
+/// Records in `pieces`, counted ahead for the progress bar when that is
+/// cheap: whole, regular, uncompressed local files.
+fn count_records(inputs: &Inputs, pieces: &[split::Piece], format: InputFormat) -> Option<u64> {
+    let mut total = 0;
+    for p in pieces {
+        if p.range.is_some() {
+            return None;
+        }
+        total += inputs.files[p.file].source()?.count_records(format)?;
+    }
+    Some(total)
+}
+
+/// Runs the job of `args` over `pieces` of `inputs`, saving to `out` with
+/// checkpoints in `progress_store`. `Err` if it could not start; else the
+/// job's result.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_job(
+    args: &RunArgs,
+    inputs: &Inputs,
+    pieces: Vec<split::Piece>,
+    out: Location,
+    progress_store: Arc<dyn ProgressStore>,
+    identity: String,
+    stop: StopHandle,
+    quiet: bool,
+) -> Result<Result<JobReport, Error>, Failure> {
     let format = match args.format {
         OutputFormat::Cbor => Format::Cbor,
         OutputFormat::Jsonl => Format::JsonLines,
@@ -71,35 +129,21 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         saver_options =
             saver_options.with_multipart_threshold(usize::try_from(bytes).unwrap_or(usize::MAX));
     }
-    let identity = format!(
-        "command {:?}; input {} ({:?}); per-item {}; shell {}",
-        args.command,
-        source.identity(),
-        args.input_format,
-        args.per_item,
-        args.shell
-    );
     // The library's one set-up of a checkpointed output: the saver, and the
-    // checkpoints next to the results.
-    let output = raygent::JobOutput::from_location(out.clone())
-        .with_saver_options(saver_options)
-        .with_fresh(args.fresh)
-        .with_checkpoint_interval(args.checkpoint_interval)
-        .with_identity(identity);
+    // checkpoints next to the results (in `progress_store`, which a shard
+    // wraps to fence it).
+    let output = raygent::JobOutput::from_location(out.clone()).with_saver_options(saver_options);
     let saver = output.saver().map_err(|e| {
         Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {}", out.url())))
     })?;
-    let resume = output
-        .resume_config()
-        .with_context(|| format!("opening the checkpoints under {}", out.url()))
-        .map_err(Failure::failed)?;
-    let stop = StopHandle::new();
     // SIGHUP (the terminal closed, the ssh session dropped) stops the job
-    // as SIGTERM does: with a final checkpoint.
+    // as SIGTERM does: with a final checkpoint; so does SIGUSR1, which
+    // Slurm sends ahead of a time limit or a preemption (`--signal`).
     for sig in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ] {
         // A second signal while stopping exits at once.
         signal_hook::flag::register_conditional_shutdown(
@@ -124,16 +168,19 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         })
         .with_stop_handle(stop)
         .with_progress(progress.clone())
-        .with_checkpoint(resume);
+        .with_checkpoint(
+            ResumeConfig::new(progress_store)
+                .with_fresh(args.fresh)
+                .with_min_interval(args.checkpoint_interval)
+                .with_identity(identity),
+        );
     let n_cores = match (args.workers, args.cores) {
         (Some(w), _) => i64::try_from(w.saturating_mul(args.cores_per_worker)).unwrap_or(i64::MAX),
         (None, Some(c)) => c,
         (None, None) => -1,
     };
-    let total = source.count_records(args.input_format);
-    let items = input::items(&source, args.input_format)
-        .with_context(|| format!("cannot read {}", source.name()))
-        .map_err(Failure::usage)?;
+    let total = count_records(inputs, &pieces, args.input_format);
+    let items = split::items(inputs, pieces, args.input_format);
     let reporter = Reporter::start(progress, total, quiet);
     let result = if args.per_item {
         let task = PerItemTask {
@@ -172,14 +219,12 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         )
     };
     drop(reporter);
-    // A stream cannot be looked at again: say what a resume of one needs.
-    let mismatch_note = (!source.is_regular_file()).then(|| {
-        format!(
-            "{} is a stream, which a resume reads again from its start: it must give the same records in the same order",
-            source.name()
-        )
-    });
-    finish(result, &args.output, quiet, mismatch_note.as_deref())
+    tracing::info!(
+        bytes = split::bytes_read(),
+        "read {} bytes of input",
+        split::bytes_read()
+    );
+    Ok(result)
 }
 
 fn execute<F>(
@@ -199,7 +244,7 @@ where
     manager.try_submit_tasks(items, options)
 }
 
-fn finish(
+pub(crate) fn finish(
     result: Result<JobReport, Error>,
     output: &str,
     quiet: bool,
@@ -263,17 +308,16 @@ fn finish(
     }
 }
 
-/// `raygent cat`.
-pub fn cat(args: CatArgs) -> Result<u8, Failure> {
-    let out = store::existing(&args.url)?;
-    let reader = DatasetReader::open_location(out)
-        .with_context(|| format!("cannot open the results at {}", args.url))
-        .map_err(Failure::usage)?;
-    let stdout = std::io::stdout();
-    let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+/// Writes every result of `reader` to `w`, one per line; `Ok(true)` when
+/// the reader of stdout went away (`raygent cat out | head`).
+pub(crate) fn print_results(
+    reader: &DatasetReader,
+    url: &str,
+    w: &mut impl Write,
+) -> Result<bool, Failure> {
     for r in reader.iter::<serde_json::Value>() {
         let v = r
-            .with_context(|| format!("reading {}", args.url))
+            .with_context(|| format!("reading {url}"))
             .map_err(Failure::failed)?;
         let written = match v {
             serde_json::Value::String(s) => writeln!(w, "{s}"),
@@ -281,12 +325,30 @@ pub fn cat(args: CatArgs) -> Result<u8, Failure> {
         };
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(exit::DONE);
+                return Ok(true);
             }
             return Err(Failure::failed(
                 anyhow::Error::new(e).context("writing to stdout"),
             ));
         }
+    }
+    Ok(false)
+}
+
+/// `raygent cat`.
+pub fn cat(args: CatArgs) -> Result<u8, Failure> {
+    let out = store::existing(&args.url)?;
+    let layout = Layout::new(out.clone()).map_err(Failure::failed)?;
+    if let Some(job) = layout.job().map_err(Failure::failed)? {
+        return crate::shard_view::cat(&layout, &args.url, &job, args.partial);
+    }
+    let reader = DatasetReader::open_location(out)
+        .with_context(|| format!("cannot open the results at {}", args.url))
+        .map_err(Failure::usage)?;
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+    if print_results(&reader, &args.url, &mut w)? {
+        return Ok(exit::DONE);
     }
     match w.flush() {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::failed(
@@ -314,6 +376,10 @@ struct Status {
 /// `raygent status`.
 pub fn status(args: StatusArgs) -> Result<u8, Failure> {
     let out = store::existing(&args.url)?;
+    let layout = Layout::counting(out.clone()).map_err(Failure::failed)?;
+    if let Some(job) = layout.job().map_err(Failure::failed)? {
+        return crate::shard_view::status(&layout, &args.url, &job, args.json);
+    }
     let state = store::job_state(&out)?;
     let reader = DatasetReader::open_location(out.clone()).ok();
     if state.is_none() && reader.as_ref().is_none_or(|r| r.parts().is_empty()) {

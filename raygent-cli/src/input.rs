@@ -101,15 +101,6 @@ pub fn count_newlines(r: &mut impl Read) -> io::Result<u64> {
 }
 
 impl Source {
-    /// `-` or nothing means stdin.
-    pub fn from_arg(arg: Option<&Path>) -> Self {
-        match arg {
-            None => Source::Stdin,
-            Some(p) if p.as_os_str() == "-" => Source::Stdin,
-            Some(p) => Source::File(p.to_path_buf()),
-        }
-    }
-
     /// A name for messages.
     pub fn name(&self) -> String {
         match self {
@@ -165,6 +156,7 @@ impl Source {
 
     /// Opens the source for reading, decompressing `.gz` and `.zst` as it
     /// is read.
+    #[cfg(test)]
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let raw: Box<dyn Read + Send> = match self {
             Source::Stdin => Box::new(io::stdin()),
@@ -205,7 +197,9 @@ impl Source {
     }
 }
 
-/// The items of `source`, each a line to hand to a worker.
+/// The items of `source`, each a line to hand to a worker (the job reads
+/// through [`split::items`]).
+#[cfg(test)]
 pub fn items(
     source: &Source,
     format: InputFormat,

@@ -17,7 +17,12 @@ mod cli;
 mod commands;
 mod input;
 mod per_item;
+mod k8s;
 mod progress;
+mod shard;
+mod shard_run;
+mod shard_view;
+mod slurm;
 mod store;
 
 use std::io::IsTerminal;
@@ -37,7 +42,12 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The job finished, but some chunks failed and were skipped.
     pub const SKIPPED: u8 = 3;
-    /// Interrupted by SIGINT or SIGTERM; rerun the same command to resume.
+    /// `cat` of a sharded job some of whose shards are not done.
+    pub const INCOMPLETE: u8 = 4;
+    /// Another process runs (or completed) this shard: this one stopped.
+    pub const FENCED: u8 = 5;
+    /// Interrupted by SIGINT, SIGTERM, SIGHUP or SIGUSR1; rerun the same
+    /// command to resume.
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -133,6 +143,8 @@ fn main() -> ExitCode {
         Command::Cat(args) => commands::cat(args),
         Command::Status(args) => commands::status(args),
         Command::Ckpt(args) => commands::ckpt(args),
+        Command::Slurm(args) => slurm::slurm(args, cli.quiet),
+        Command::K8s(args) => k8s::k8s(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -36,6 +36,14 @@ pub fn checkpoints(out: &Location) -> Result<StepCheckpointer, Failure> {
         .map_err(Failure::failed)
 }
 
+/// The job's progress store (its step checkpoints).
+pub fn progress_store(out: &Location) -> Result<std::sync::Arc<raygent::StepProgressStore>, Failure> {
+    JobOutput::from_location(out.clone())
+        .progress_store()
+        .with_context(|| format!("opening the checkpoints under {}", out.url()))
+        .map_err(Failure::failed)
+}
+
 /// The newest job state under `out`, if any.
 pub fn job_state(out: &Location) -> Result<Option<JobState>, Failure> {
     JobOutput::from_location(out.clone())
