@@ -43,10 +43,15 @@ pub fn shard_of(args: &RunArgs) -> Result<Option<Shard>, Failure> {
     Ok(shard)
 }
 
-/// A plain run refuses an output that holds a sharded job.
+/// A plain run refuses an output that holds a sharded job. (An output that
+/// cannot be read is left to the saver, whose check names the cause.)
 pub fn refuse_sharded_output(output: &str) -> Result<(), Failure> {
     let layout = Layout::new(store::location(output)?).map_err(Failure::failed)?;
-    if let Some(job) = layout.job().map_err(Failure::failed)? {
+    let job = layout.job().unwrap_or_else(|e| {
+        tracing::debug!(%e, "cannot read the job record");
+        None
+    });
+    if let Some(job) = job {
         return Err(Failure::usage(anyhow!(
             "{output} holds a sharded job ({} shards, see {}): run it with --shards {} and \
              --shard I (or as a Slurm array or Kubernetes Indexed Job), or choose another --output",
@@ -99,6 +104,11 @@ pub fn check_job(
     job: &JobRecord,
     input: &[InputEntry],
 ) -> Result<(), Failure> {
+    // A missing bucket, wrong credentials, a read-only directory: said
+    // before anything else.
+    layout
+        .block_on(layout.root().check_writable())
+        .map_err(|e| Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {output}"))))?;
     if layout.job().map_err(Failure::failed)?.is_none() {
         // The first shard: the output must not hold an unsharded job.
         let root = layout.root().clone();
