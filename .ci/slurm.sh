@@ -10,6 +10,9 @@ if ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; t
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
 fi
 
+# PyYAML parses `raygent k8s manifest` in raygent-cli/tests/shard.rs.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+
 host=$(hostname)
 cpus=$(nproc)
 
