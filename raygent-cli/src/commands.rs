@@ -338,8 +338,10 @@ pub(crate) fn print_results(
 /// `raygent cat`.
 pub fn cat(args: CatArgs) -> Result<u8, Failure> {
     let out = store::existing(&args.url)?;
+    // A job record that cannot be read is left to the plain reader, whose
+    // error names the cause (a missing bucket, refused credentials).
     let layout = Layout::new(out.clone()).map_err(Failure::failed)?;
-    if let Some(job) = layout.job().map_err(Failure::failed)? {
+    if let Ok(Some(job)) = layout.job() {
         return crate::shard_view::cat(&layout, &args.url, &job, args.partial);
     }
     let reader = DatasetReader::open_location(out)
@@ -377,7 +379,7 @@ struct Status {
 pub fn status(args: StatusArgs) -> Result<u8, Failure> {
     let out = store::existing(&args.url)?;
     let layout = Layout::counting(out.clone()).map_err(Failure::failed)?;
-    if let Some(job) = layout.job().map_err(Failure::failed)? {
+    if let Ok(Some(job)) = layout.job() {
         return crate::shard_view::status(&layout, &args.url, &job, args.json);
     }
     let state = store::job_state(&out)?;
