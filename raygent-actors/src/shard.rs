@@ -146,7 +146,9 @@ impl Shard {
         let offset = number(SHARD_OFFSET_ENV)?;
         if let Some(count) = count {
             let index = id.checked_add(offset.unwrap_or(0)).ok_or_else(|| {
-                Error::InvalidConfig(format!("{SHARD_OFFSET_ENV} + {SLURM_TASK_ID_ENV} overflows"))
+                Error::InvalidConfig(format!(
+                    "{SHARD_OFFSET_ENV} + {SLURM_TASK_ID_ENV} overflows"
+                ))
             })?;
             return Shard::new(index, count).map(Some).map_err(|e| {
                 Error::InvalidConfig(format!(
@@ -186,22 +188,24 @@ pub(crate) fn select<I: Iterator>(
     items: I,
     shard: Option<Shard>,
 ) -> Result<std::iter::Take<std::iter::Skip<I>>, Error> {
-    let Some(shard) = shard else {
-        return Ok(items.skip(0).take(usize::MAX));
-    };
-    let len = match items.size_hint() {
-        (low, Some(high)) if low == high => low as u64,
-        _ => {
-            return Err(Error::InvalidConfig(format!(
-                "{shard} needs an input whose length is known ahead (an iterator with an exact \
-                 size_hint, such as a Vec, a slice or a range), to cut it into contiguous shares"
-            )));
+    let (skip, take) = match shard {
+        None => (0, usize::MAX),
+        Some(shard) => {
+            let len = match items.size_hint() {
+                (low, Some(high)) if low == high => low as u64,
+                _ => {
+                    return Err(Error::InvalidConfig(format!(
+                        "{shard} needs an input whose length is known ahead (an iterator with \
+                         an exact size_hint, such as a Vec, a slice or a range), to cut it into \
+                         contiguous shares"
+                    )));
+                }
+            };
+            let share = shard.share(len);
+            (share.start as usize, (share.end - share.start) as usize)
         }
     };
-    let share = shard.share(len);
-    Ok(items
-        .skip(share.start as usize)
-        .take((share.end - share.start) as usize))
+    Ok(items.skip(skip).take(take))
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use raygent_actors::{MemoryProgressStore, ResumeConfig, Shard, SubmitOptions, Ta
 use raygent_core::{Error, task_fn};
 use raygent_savers::{DatasetReader, DatasetSaver, SaverOptions};
 
-fn square() -> TaskManager<impl raygent_core::TaskFactory<Task = impl raygent_core::Task<Input = u64, Output = u64>>> {
+fn square() -> TaskManager<
+    impl raygent_core::TaskFactory<Task = impl raygent_core::Task<Input = u64, Output = u64>>,
+> {
     TaskManager::new(|| task_fn("square", |x: &u64| Ok(x * x))).with_n_cores(2)
 }
 

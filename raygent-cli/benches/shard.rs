@@ -85,8 +85,24 @@ fn status_over_10000(label: &str, url: &str, store: Store, input: &str, env: &[(
     let n = SHARDS.to_string();
     let common = |i: u32, worker: &str| -> Vec<String> {
         [
-            "run", "-q", "-i", input, "-o", url, "--shards", &n, "--shard", &i.to_string(), "-c",
-            "1", "-j", "1", "--", "sh", "-c", worker,
+            "run",
+            "-q",
+            "-i",
+            input,
+            "-o",
+            url,
+            "--shards",
+            &n,
+            "--shard",
+            &i.to_string(),
+            "-c",
+            "1",
+            "-j",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            worker,
         ]
         .map(String::from)
         .to_vec()
@@ -105,18 +121,23 @@ fn status_over_10000(label: &str, url: &str, store: Store, input: &str, env: &[(
         let mut a = common(i, worker);
         let dashes = a.iter().position(|x| x == "--").unwrap();
         a.insert(dashes, "--retries=0".into());
-        raygent(&a.iter().map(String::as_str).collect::<Vec<_>>(), &failing_env);
+        raygent(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &failing_env,
+        );
     }
     // Copies of shard 0's done record for shards 10..9995.
     let done0 = match &store {
         Store::Local(root) => std::fs::read(root.join("_shards/_done/00000.json")).unwrap(),
         Store::S3(s, rt) => rt
             .block_on(async {
-                s.get(&object_store::path::Path::from("out/_shards/_done/00000.json"))
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
+                s.get(&object_store::path::Path::from(
+                    "out/_shards/_done/00000.json",
+                ))
+                .await
+                .unwrap()
+                .bytes()
+                .await
             })
             .unwrap()
             .to_vec(),
@@ -137,7 +158,10 @@ fn status_over_10000(label: &str, url: &str, store: Store, input: &str, env: &[(
         })
         .collect();
     store.put_all(objects);
-    for args in [&["-v", "status", url][..], &["-v", "status", "--json", url][..]] {
+    for args in [
+        &["-v", "status", url][..],
+        &["-v", "status", "--json", url][..],
+    ] {
         let t = Instant::now();
         let out = raygent(args, env);
         let wall = t.elapsed();
@@ -171,7 +195,11 @@ fn bench_status() {
     println!("status over a 10,000-shard job (9,990 done, 5 stopped, 5 never started):");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
-    std::fs::write(&input, (0..20_000).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &input,
+        (0..20_000).map(|i| format!("{i}\n")).collect::<String>(),
+    )
+    .unwrap();
     let input = input.to_str().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -221,7 +249,12 @@ fn one_round(dir: &Path, input: &str, n: u32, round: u32) -> (Duration, f64) {
     for i in 0..n.max(1) {
         let mut a: Vec<String> = base.map(String::from).to_vec();
         if n > 0 {
-            a.extend(["--shards".into(), n.to_string(), "--shard".into(), i.to_string()]);
+            a.extend([
+                "--shards".into(),
+                n.to_string(),
+                "--shard".into(),
+                i.to_string(),
+            ]);
         }
         a.extend(["--", "sh", "-c", SQUARE].map(String::from));
         children.push(
@@ -239,11 +272,17 @@ fn one_round(dir: &Path, input: &str, n: u32, round: u32) -> (Duration, f64) {
 }
 
 fn bench_shards() {
-    println!("\n1, 2 and 4 shards of one job, all at once on this machine, against one unsharded run");
+    println!(
+        "\n1, 2 and 4 shards of one job, all at once on this machine, against one unsharded run"
+    );
     println!("(1,000,000 records, shell worker, 2 workers in all, chunk 1000; medians of 3):");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
-    std::fs::write(&input, (0..1_000_000).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &input,
+        (0..1_000_000).map(|i| format!("{i}\n")).collect::<String>(),
+    )
+    .unwrap();
     let input = input.to_str().unwrap();
     let mut base = (0.0, 0.0);
     for n in [0u32, 1, 2, 4] {
@@ -297,8 +336,24 @@ fn bench_bytes() {
         let t = Instant::now();
         let o = raygent(
             &[
-                "-v", "run", "-i", input, "-o", out, "--shards", "8", "--shard", &i.to_string(),
-                "-c", "20000", "--save-interval", "200000", "--format", "jsonl", "--", "cat",
+                "-v",
+                "run",
+                "-i",
+                input,
+                "-o",
+                out,
+                "--shards",
+                "8",
+                "--shard",
+                &i.to_string(),
+                "-c",
+                "20000",
+                "--save-interval",
+                "200000",
+                "--format",
+                "jsonl",
+                "--",
+                "cat",
             ],
             &[],
         );
@@ -323,7 +378,10 @@ fn bench_bytes() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     println!(
         "raygent shard benchmark: {} cores",

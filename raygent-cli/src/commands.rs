@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use raygent_actors::{
-    ProgressStore, Progress, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand,
+    Progress, ProgressStore, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand,
 };
 use raygent_core::{
     Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
@@ -61,8 +61,8 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         check_program(&args.command[0])?;
     }
     let shard = crate::shard_run::shard_of(&args)?;
-    let pieces = split::plan(&inputs, args.input_format, shard)
-        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let pieces =
+        split::plan(&inputs, args.input_format, shard).map_err(|e| Failure::usage(anyhow!(e)))?;
     let identity = format!(
         "command {:?}; input {} ({:?}); per-item {}; shell {}",
         args.command,
@@ -78,7 +78,16 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
     let out = store::location(&args.output)?;
     let progress_store: Arc<dyn ProgressStore> = store::progress_store(&out)?;
     let stop = StopHandle::new();
-    let result = run_job(&args, &inputs, pieces, out, progress_store, identity, stop, quiet)?;
+    let result = run_job(
+        &args,
+        &inputs,
+        pieces,
+        out,
+        progress_store,
+        identity,
+        stop,
+        quiet,
+    )?;
     finish(result, &args.output, quiet, stream_note(&inputs).as_deref())
 }
 

@@ -81,7 +81,10 @@ pub fn render(a: &ManifestArgs, output: &str) -> String {
     for c in &command {
         let _ = writeln!(y, "        - {}", quoted(c));
     }
-    let _ = writeln!(y, "        # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...");
+    let _ = writeln!(
+        y,
+        "        # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ..."
+    );
     let _ = writeln!(y, "        envFrom:");
     let _ = writeln!(y, "        - secretRef:");
     let _ = writeln!(y, "            name: {}", quoted(&a.aws_secret));

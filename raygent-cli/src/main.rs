@@ -16,8 +16,8 @@ macro_rules! say {
 mod cli;
 mod commands;
 mod input;
-mod per_item;
 mod k8s;
+mod per_item;
 mod progress;
 mod shard;
 mod shard_run;

@@ -434,7 +434,9 @@ impl Layout {
             match self.root.store().head(&self.root.path(name)).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", self.url_of(name)))),
+                Err(e) => {
+                    Err(anyhow::Error::new(e).context(format!("reading {}", self.url_of(name))))
+                }
             }
         })
     }
@@ -559,7 +561,10 @@ impl Layout {
         let prefix = self.root.path(dir);
         let store = Arc::clone(self.root.store());
         let result: Result<(), object_store::Error> = self.block_on(async move {
-            let paths = store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
+            let paths = store
+                .list(Some(&prefix))
+                .map(|m| m.map(|m| m.location))
+                .boxed();
             let mut deleted = store.delete_stream(paths);
             while let Some(d) = deleted.next().await {
                 match d {

@@ -108,7 +108,9 @@ pub fn check_job(
     // before anything else.
     layout
         .block_on(layout.root().check_writable())
-        .map_err(|e| Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {output}"))))?;
+        .map_err(|e| {
+            Failure::usage(anyhow::Error::new(e).context(format!("cannot write to {output}")))
+        })?;
     if layout.job().map_err(Failure::failed)?.is_none() {
         // The first shard: the output must not hold an unsharded job.
         let root = layout.root().clone();

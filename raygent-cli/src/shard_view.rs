@@ -73,10 +73,8 @@ pub struct JobStatus {
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// `1,2,3,5,7,8` as `1-3,5,7-8`.

@@ -284,7 +284,11 @@ fn submit_arrays(
             .map_err(Failure::failed)?;
         if layout.root().local_dir().is_none() {
             // Next to the job's records too, when those are in S3.
-            put(layout, &format!("{SLURM_DIR}/{name}"), text.clone().into_bytes())?;
+            put(
+                layout,
+                &format!("{SLURM_DIR}/{name}"),
+                text.clone().into_bytes(),
+            )?;
         }
         let out = Command::new("sbatch")
             .arg("--parsable")
@@ -520,7 +524,12 @@ mod tests {
             shards: 8,
             max_running: Some(2),
             sbatch_args: vec!["--time=1:00:00".into()],
-            run_args: vec!["-i".into(), "in put.txt".into(), "--".into(), "./w.sh".into()],
+            run_args: vec![
+                "-i".into(),
+                "in put.txt".into(),
+                "--".into(),
+                "./w.sh".into(),
+            ],
             raygent: "/opt/raygent".into(),
             cwd: "/work".into(),
             job_name: "raygent-out".into(),
@@ -530,7 +539,10 @@ mod tests {
         let s = script(&rec, 0, &[0, 1, 2, 3, 4, 5, 6, 7], "out");
         assert!(s.contains("#SBATCH --array=0-7%2\n"), "{s}");
         assert!(s.contains("#SBATCH --requeue\n"), "{s}");
-        assert!(s.contains("#SBATCH --output=/work/out/_slurm/logs/%A_%a.log\n"), "{s}");
+        assert!(
+            s.contains("#SBATCH --output=/work/out/_slurm/logs/%A_%a.log\n"),
+            "{s}"
+        );
         assert!(s.contains("#SBATCH --time=1:00:00\n"), "{s}");
         assert!(s.contains("export RAYGENT_SHARD_OFFSET=0\n"), "{s}");
         assert!(

@@ -37,7 +37,9 @@ pub fn checkpoints(out: &Location) -> Result<StepCheckpointer, Failure> {
 }
 
 /// The job's progress store (its step checkpoints).
-pub fn progress_store(out: &Location) -> Result<std::sync::Arc<raygent::StepProgressStore>, Failure> {
+pub fn progress_store(
+    out: &Location,
+) -> Result<std::sync::Arc<raygent::StepProgressStore>, Failure> {
     JobOutput::from_location(out.clone())
         .progress_store()
         .with_context(|| format!("opening the checkpoints under {}", out.url()))

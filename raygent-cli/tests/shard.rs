@@ -15,8 +15,7 @@ use support::*;
 /// Echoes each record's first word; slowly when `SLOW` is set (the
 /// environment is not part of the job, so a slow run and a fast rerun are
 /// the same job).
-const FIRST_WORD: &str =
-    "while read x rest; do [ -n \"$SLOW\" ] && sleep 0.02; echo \"$x\"; done";
+const FIRST_WORD: &str = "while read x rest; do [ -n \"$SLOW\" ] && sleep 0.02; echo \"$x\"; done";
 
 /// `raygent run` arguments of the test job.
 fn job_args(inputs: &[String], out: &str, worker: &str) -> Vec<String> {
@@ -101,7 +100,12 @@ fn eight_shards_give_the_unsharded_output_for_lines_jsonl_and_csv() {
     let jsonl = write(d, "in.jsonl", &jsonl);
     let out = d.join("jsonl");
     let inputs = [path_str(&jsonl).to_owned()];
-    let with_format = |o: &str| with(job_args(&inputs, o, FIRST_WORD), &["--input-format", "jsonl"]);
+    let with_format = |o: &str| {
+        with(
+            job_args(&inputs, o, FIRST_WORD),
+            &["--input-format", "jsonl"],
+        )
+    };
     let plain = format!("{}-plain", path_str(&out));
     run(&with_format(&plain)).expect_code(0);
     let sharded = format!("{}-sharded", path_str(&out));
@@ -237,7 +241,12 @@ fn s3_globs_several_inputs_and_gz_are_read_in_order_and_errors_name_the_object()
     o.expect_code(0);
     assert_eq!(cat(path_str(&out), &[]), "1\n4\n9\n16\n25\n36\n49\n");
 
-    s3_put(s3, &bucket, "bad/x.jsonl", b"{\"a\":1}\n{\"a\":2}\n{oops\n".to_vec());
+    s3_put(
+        s3,
+        &bucket,
+        "bad/x.jsonl",
+        b"{\"a\":1}\n{\"a\":2}\n{oops\n".to_vec(),
+    );
     let o = run_env(
         &[
             "run",
@@ -318,12 +327,21 @@ fn a_killed_shard_resumes_alone_and_the_others_are_untouched() {
     assert!(two["last_checkpoint"].is_string(), "{st}");
     let text = run(&["status", out_s]);
     text.expect_code(0);
-    assert!(text.stdout.contains("rerun:            2"), "{}", text.stdout);
-    assert!(text.stdout.contains("  shard 2: attempt 1"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("rerun:            2"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("  shard 2: attempt 1"),
+        "{}",
+        text.stdout
+    );
 
     // cat refuses, naming the shard; --partial prints what is committed.
     let o = run(&["cat", out_s]);
-    o.expect_code(4).stderr_has(&["shard 2", "1 of 4 shards are not done"]);
+    o.expect_code(4)
+        .stderr_has(&["shard 2", "1 of 4 shards are not done"]);
     assert_eq!(o.stdout, "");
     let o = run(&["cat", "--partial", out_s]);
     o.expect_code(0).stderr_has(&["shard 2: stopped after"]);
@@ -397,11 +415,7 @@ fn the_same_shard_twice_at_once_one_commits_the_other_stops() {
             y.stderr
         );
         let loser = if x.code == 5 { &x } else { &y };
-        assert!(
-            loser.stderr.contains("another process"),
-            "{}",
-            loser.stderr
-        );
+        assert!(loser.stderr.contains("another process"), "{}", loser.stderr);
         assert_eq!(cat(out_s, &[]), expected, "round {round}");
     }
 }
@@ -437,7 +451,10 @@ fn a_changed_job_is_refused_naming_what_differs() {
         .stderr_has(&["the input changed", "in.txt had"]);
     // Streams cannot be shared out; --fresh does not go with shards.
     let s_out = d.join("s").display().to_string();
-    let a = with(job_args(&[], &s_out, FIRST_WORD), &["--shards", "2", "--shard", "0"]);
+    let a = with(
+        job_args(&[], &s_out, FIRST_WORD),
+        &["--shards", "2", "--shard", "0"],
+    );
     run(&a).expect_code(2).stderr_has(&["stream"]);
     let f_out = d.join("f").display().to_string();
     let a = with(
@@ -626,5 +643,9 @@ fn status_reads_a_few_objects_per_shard() {
     // The job record, one listing of the done records, one record per done
     // shard, a listing for each of the two shards never started, the marker.
     assert!(requests <= 12, "{requests} requests: {line}");
-    assert!(o.stdout.contains("never started:    2 (6-7)"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("never started:    2 (6-7)"),
+        "{}",
+        o.stdout
+    );
 }

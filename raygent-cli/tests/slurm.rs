@@ -15,8 +15,7 @@ use serde_json::Value;
 use support::*;
 
 /// Echoes each record's first word; slowly when `SLOW` is set.
-const WORKER: &str =
-    "while read x rest; do [ -n \"$SLOW\" ] && sleep 0.02; echo \"$x\"; done";
+const WORKER: &str = "while read x rest; do [ -n \"$SLOW\" ] && sleep 0.02; echo \"$x\"; done";
 /// How long a Slurm job may take on a loaded machine.
 const JOB_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -117,7 +116,13 @@ fn eight_shards_through_slurm_on_a_shared_dir_and_on_s3() {
 
     let out = d.join("out");
     let out_s = path_str(&out).to_owned();
-    let ids = submit(d, 8, &["--max-running", "4"], &run_args(&input, &out_s), &[]);
+    let ids = submit(
+        d,
+        8,
+        &["--max-running", "4"],
+        &run_args(&input, &out_s),
+        &[],
+    );
     assert_eq!(ids.len(), 1);
     wait_gone(&ids);
     assert_eq!(cat(&out_s, &[]), expected);
@@ -126,8 +131,8 @@ fn eight_shards_through_slurm_on_a_shared_dir_and_on_s3() {
     // One log per array task, next to the job's records; the script too.
     for task in 0..8 {
         let log = out.join(format!("_slurm/logs/{}_{task}.log", ids[0]));
-        let text = std::fs::read_to_string(&log)
-            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         assert!(text.contains(&format!("shard {task} of 8")), "{text}");
     }
     let script = std::fs::read_dir(out.join("_slurm"))
@@ -163,7 +168,8 @@ fn eight_shards_through_slurm_on_a_shared_dir_and_on_s3() {
     wait_gone(&ids);
     assert_eq!(cat(&s3_out, &env), expected);
     assert!(
-        d.join(format!("raygent-slurm/logs/{}_7.log", ids[0])).exists(),
+        d.join(format!("raygent-slurm/logs/{}_7.log", ids[0]))
+            .exists(),
         "logs of an S3 job go to ./raygent-slurm/logs"
     );
 }
@@ -226,7 +232,11 @@ fn a_shard_cancelled_and_a_shard_killed_are_resubmitted_alone() {
         assert_eq!(shard_entry(&st, s)["state"], "done", "{st}");
     }
     let text = run(&["status", &out_s]);
-    assert!(text.stdout.contains("rerun:            1-2"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("rerun:            1-2"),
+        "{}",
+        text.stdout
+    );
     run(&["cat", &out_s])
         .expect_code(4)
         .stderr_has(&["shard 1:", "shard 2:"]);

@@ -46,8 +46,8 @@ pub use crate::output::{CHECKPOINT_DIR, CHECKPOINT_KEEP, JobOutput};
 pub use raygent_actors::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, JobConfig, JobState,
     LineTask, MemoryProgressStore, ProcessTask, Progress, ProgressStore, ResumeConfig, RustWorker,
-    StepProgressStore, SubmitOptions, TaskManager, WORKER_ID_ENV, WORKER_TASK_ENV, WorkerCommand,
-    WorkerError, WorkerErrorKind, max_concurrent_tasks, serve_worker_if_requested,
+    Shard, StepProgressStore, SubmitOptions, TaskManager, WORKER_ID_ENV, WORKER_TASK_ENV,
+    WorkerCommand, WorkerError, WorkerErrorKind, max_concurrent_tasks, serve_worker_if_requested,
 };
 pub use raygent_core::{
     Batch, BoxError, Chunk, Chunks, Collect, Discard, Error as JobError, ErrorChain, FailedChunk,

@@ -108,7 +108,10 @@ fn local_glob(pattern: &str) -> io::Result<Vec<PathBuf>> {
             Err(e) if level == 0 => {
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot read the directory {} of {pattern:?}: {e}", dir.display()),
+                    format!(
+                        "cannot read the directory {} of {pattern:?}: {e}",
+                        dir.display()
+                    ),
                 ));
             }
             Err(_) => continue,

@@ -12,8 +12,8 @@
 //! to the shard that owns its first byte. Streams (stdin, a FIFO, a process
 //! substitution) cannot be shared out at all.
 
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
 
 use raygent_actors::Shard;
@@ -273,16 +273,15 @@ mod tests {
 
     fn records(inputs: &Inputs, format: InputFormat, shard: Option<Shard>) -> Vec<String> {
         let pieces = plan(inputs, format, shard).unwrap();
-        items(inputs, pieces, format)
-            .map(|r| r.unwrap())
-            .collect()
+        items(inputs, pieces, format).map(|r| r.unwrap()).collect()
     }
 
     /// Every shard count, on awkward inputs: each record exactly once, in order.
     #[test]
     fn shares_never_cut_or_repeat_a_record() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: Vec<(InputFormat, Vec<(&str, &[u8])>)> = vec![
+        type Files<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(InputFormat, Files<'_>)> = vec![
             (
                 InputFormat::Lines,
                 vec![
@@ -328,7 +327,10 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(b"a\nb\nc\n").unwrap();
         let gz = e.finish().unwrap();
-        let inputs = inputs(dir.path(), &[("x.txt", &b"1\n2\n3\n4\n"[..]), ("y.txt.gz", &gz[..])]);
+        let inputs = inputs(
+            dir.path(),
+            &[("x.txt", &b"1\n2\n3\n4\n"[..]), ("y.txt.gz", &gz[..])],
+        );
         let pieces: Vec<Vec<Piece>> = (0..4)
             .map(|i| plan(&inputs, InputFormat::Lines, Some(Shard::new(i, 4).unwrap())).unwrap())
             .collect();
@@ -336,7 +338,11 @@ mod tests {
             .filter(|&i| pieces[i].iter().any(|p| p.file == 1))
             .collect();
         assert_eq!(whole_owners.len(), 1, "{pieces:?}");
-        assert!(pieces[whole_owners[0]].iter().any(|p| p.file == 1 && p.range.is_none()));
+        assert!(
+            pieces[whole_owners[0]]
+                .iter()
+                .any(|p| p.file == 1 && p.range.is_none())
+        );
     }
 
     #[test]
@@ -362,7 +368,10 @@ mod tests {
             .find_map(Result::err)
             .unwrap();
         assert_eq!(err.line, 101, "{err}");
-        assert!(err.to_string().contains("bad.jsonl:101: malformed JSON"), "{err}");
+        assert!(
+            err.to_string().contains("bad.jsonl:101: malformed JSON"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -376,6 +385,9 @@ mod tests {
         let read = bytes_read() - before;
         assert_eq!(n, 1250);
         // Its eighth, plus at most the buffer it read ahead past its end.
-        assert!(read < body.len() as u64 / 8 + (1 << 16) + 200, "read {read}");
+        assert!(
+            read < body.len() as u64 / 8 + (1 << 16) + 200,
+            "read {read}"
+        );
     }
 }
