@@ -8,7 +8,6 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 
 use crate::shard::{ClaimRecord, DoneRecord, JobRecord, Layout, SUCCESS_MARKER, attempt_dir};
-use crate::shard_run::newest_state;
 use crate::{Failure, exit, store};
 
 /// How far one shard got.
@@ -111,6 +110,35 @@ fn done_status(d: &DoneRecord) -> ShardStatus {
         last_checkpoint_unix: Some(d.finished_unix),
         last_checkpoint: Some(rfc3339(d.finished_unix)),
     }
+}
+
+/// The newest attempt at `shard` (counting down from `latest`) that has a
+/// checkpoint, and its state, read through the layout's own store (so that
+/// `status` counts these requests too).
+fn newest_state(
+    layout: &Layout,
+    shard: u32,
+    latest: u32,
+) -> Result<Option<(u32, raygent_actors::JobState)>, Failure> {
+    use raygent_actors::ProgressStore;
+    for attempt in (1..=latest).rev() {
+        let dir = format!("{}/{}", attempt_dir(shard, attempt), raygent::CHECKPOINT_DIR);
+        let steps = raygent_ckpt::StepCheckpointer::new(
+            std::sync::Arc::clone(layout.root().store()),
+            layout.root().path(&dir),
+        )
+        .map(|c| c.with_inline_state(raygent_actors::INLINE_JOB_STATE_MAX))
+        .with_context(|| format!("opening the checkpoints under {}", layout.url_of(&dir)))
+        .map_err(Failure::failed)?;
+        let state = raygent_actors::StepProgressStore::new(steps)
+            .load_latest()
+            .with_context(|| format!("reading the checkpoint under {}", layout.url_of(&dir)))
+            .map_err(Failure::failed)?;
+        if let Some(state) = state {
+            return Ok(Some((attempt, state)));
+        }
+    }
+    Ok(None)
 }
 
 /// The status of a shard that is not done, from its newest claim and the
