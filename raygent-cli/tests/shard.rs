@@ -294,7 +294,7 @@ fn committed(out: &str, shard: u64) -> u64 {
 fn a_killed_shard_resumes_alone_and_the_others_are_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let input = write(d, "in.txt", &uneven_lines(400));
+    let input = write(d, "in.txt", &uneven_lines(1600));
     let inputs = [path_str(&input).to_owned()];
     let plain = d.join("plain");
     run(&job_args(&inputs, path_str(&plain), FIRST_WORD)).expect_code(0);
@@ -377,7 +377,7 @@ fn a_killed_shard_resumes_alone_and_the_others_are_untouched() {
 fn the_same_shard_twice_at_once_one_commits_the_other_stops() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let input = write(d, "in.txt", &uneven_lines(150));
+    let input = write(d, "in.txt", &uneven_lines(400));
     let inputs = [path_str(&input).to_owned()];
     let plain = d.join("plain");
     run(&job_args(&inputs, path_str(&plain), FIRST_WORD)).expect_code(0);
@@ -500,7 +500,7 @@ fn slurm_array_variables_choose_the_shard_without_flags() {
 fn sigusr1_stops_a_shard_with_a_checkpoint_and_a_rerun_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let input = write(d, "in.txt", &uneven_lines(200));
+    let input = write(d, "in.txt", &uneven_lines(800));
     let inputs = [path_str(&input).to_owned()];
     let out = d.join("out");
     let out_s = path_str(&out);
