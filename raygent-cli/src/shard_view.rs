@@ -122,7 +122,11 @@ fn newest_state(
 ) -> Result<Option<(u32, raygent_actors::JobState)>, Failure> {
     use raygent_actors::ProgressStore;
     for attempt in (1..=latest).rev() {
-        let dir = format!("{}/{}", attempt_dir(shard, attempt), raygent::CHECKPOINT_DIR);
+        let dir = format!(
+            "{}/{}",
+            attempt_dir(shard, attempt),
+            raygent::CHECKPOINT_DIR
+        );
         let steps = raygent_ckpt::StepCheckpointer::new(
             std::sync::Arc::clone(layout.root().store()),
             layout.root().path(&dir),
