@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use raygent_actors::{JobState, ProgressStore, Shard};
 use raygent_core::{Error, StopHandle};
 
@@ -346,10 +346,18 @@ pub fn run(
     let inner: Arc<dyn ProgressStore> = store::progress_store(&out)?;
     if let (Some(b), Some((_, state))) = (&claim.base, &base) {
         let from = attempt_dir(index, b.attempt);
-        layout
-            .copy_prefix(&from, &dir, b.next_chunk)
-            .with_context(|| format!("continuing {shard} from {}", layout.url_of(&from)))
-            .map_err(Failure::failed)?;
+        if let Err(e) = layout.copy_prefix(&from, &dir, b.next_chunk) {
+            // The attempt copied from may have finished the shard meanwhile
+            // (and removed the older directories).
+            if let Some(done) = layout.done(index).map_err(Failure::failed)? {
+                layout.remove_dir(&dir);
+                return Ok(say_done_already(quiet, output, shard, &done));
+            }
+            return Err(Failure::failed(e.context(format!(
+                "continuing {shard} from {}",
+                layout.url_of(&from)
+            ))));
+        }
         let from_url = store::location(&layout.url_of(&from))?.url().to_owned();
         let mut state = state.clone();
         state.config.saver = match state.config.saver.strip_suffix(from_url.as_str()) {
