@@ -89,4 +89,6 @@ mod book {
     struct S3;
     #[doc = include_str!("../../docs/checkpoints.md")]
     struct Checkpoints;
+    #[doc = include_str!("../../docs/cluster.md")]
+    struct Cluster;
 }
