@@ -152,6 +152,9 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             }
             Released::Failed(f) => {
                 self.progress.add_failed();
+                if let Some(saver) = self.saver.as_mut() {
+                    saver.skipped(&f);
+                }
                 let end = f.items.end;
                 self.failed.push(f);
                 end

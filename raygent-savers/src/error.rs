@@ -104,6 +104,35 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A result does not fit the dataset's Parquet schema (feature
+    /// `parquet`): the schema is fixed by the first part with results, and
+    /// only an integer into a float column, or a null into any column, is
+    /// widened.
+    #[error(
+        "result of item {item} ({chunk}) does not fit the Parquet schema of {url}: {}: {against} {expected}, this result has {found}; part {part} was not written",
+        if field.is_empty() { "the result itself".to_owned() } else { format!("field `{field}`") }
+    )]
+    Schema {
+        /// The location's URL.
+        url: String,
+        /// The part that was being written.
+        part: String,
+        /// The input position of the result.
+        item: u64,
+        /// The chunk holding it: `chunk 12`, or `one of chunks 0..3` where
+        /// the batch does not say.
+        chunk: String,
+        /// The field's path (`a.b`, `tags[]`), empty for the result itself.
+        field: String,
+        /// What the type was checked against: `the job's schema has`, or,
+        /// in the first part, `the results before it have`.
+        against: &'static str,
+        /// The schema's type (`int64`, `struct<x: float64>`, `no such column`).
+        expected: String,
+        /// The result's type (`string`, `float64`, ...).
+        found: String,
+    },
+
     /// A committed part does not match its commit record, or cannot be decoded.
     #[error("part {part} of {url} is corrupt: {reason}")]
     Corrupt {
@@ -152,7 +181,7 @@ pub enum Error {
     },
 
     /// A format name that is not known.
-    #[error("unknown format {0:?}: expected cbor, jsonl or csv")]
+    #[error("unknown format {0:?}: expected cbor, jsonl, csv or parquet")]
     UnknownFormat(String),
 
     /// A part was written by a format version this crate cannot read.
@@ -267,6 +296,12 @@ impl From<Error> for SaveError {
                 source,
             },
             Error::Encode {
+                ref url, ref part, ..
+            } => SaveError::Encode {
+                location: format!("{}/{part}", url.trim_end_matches('/')),
+                source: Box::new(e),
+            },
+            Error::Schema {
                 ref url, ref part, ..
             } => SaveError::Encode {
                 location: format!("{}/{part}", url.trim_end_matches('/')),
