@@ -4,14 +4,18 @@ use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use raygent_actors::{Progress, SubmitOptions, TaskManager, WorkerCommand};
+use raygent_actors::{Progress, ResumeConfig, SubmitOptions, TaskManager, WorkerCommand};
 use raygent_core::{
     Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
 };
-use raygent_savers::{DatasetReader, Format, SaverOptions};
+use raygent_savers::{DatasetReader, DatasetSaver, Format, SaverOptions, Value};
 use serde::Serialize;
 
-use crate::cli::{CatArgs, CkptAction, CkptArgs, OnFailure, OutputFormat, RunArgs, StatusArgs};
+use crate::cli::{
+    CatArgs, CatFormat, CkptAction, CkptArgs, OnFailure, OutputFormat, ResultFormat, RunArgs,
+    StatusArgs,
+};
+use crate::json_results::JsonResults;
 use crate::input::{self, Source};
 use crate::per_item::PerItemTask;
 use crate::progress::Reporter;
@@ -65,13 +69,16 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         OutputFormat::Cbor => Format::Cbor,
         OutputFormat::Jsonl => Format::JsonLines,
         OutputFormat::Csv => Format::Csv,
+        OutputFormat::Parquet => Format::Parquet,
     };
-    let mut saver_options = SaverOptions::default().with_format(format);
+    let mut saver_options = SaverOptions::default()
+        .with_format(format)
+        .with_index_column(!args.no_index_column);
     if let Some(bytes) = args.multipart_threshold {
         saver_options =
             saver_options.with_multipart_threshold(usize::try_from(bytes).unwrap_or(usize::MAX));
     }
-    let identity = format!(
+    let mut identity = format!(
         "command {:?}; input {} ({:?}); per-item {}; shell {}",
         args.command,
         source.identity(),
@@ -79,6 +86,10 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         args.per_item,
         args.shell
     );
+    // Only when not the default, so the jobs from before the option resume.
+    if args.result_format == ResultFormat::Json {
+        identity.push_str("; results json");
+    }
     // The library's one set-up of a checkpointed output: the saver, and the
     // checkpoints next to the results.
     let output = raygent::JobOutput::from_location(out.clone())
@@ -112,19 +123,13 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         .map_err(Failure::failed)?;
     }
     let progress = Progress::new();
-    let options = SubmitOptions::new()
-        .with_chunk_size(args.chunk_size)
-        .with_at_once(true)
-        .with_saver(saver)
-        .with_save_interval(args.save_interval)
-        .with_retry(RetryPolicy::new(args.retries))
-        .with_failure_policy(match args.on_failure {
-            OnFailure::Abort => FailurePolicy::Abort,
-            OnFailure::Skip => FailurePolicy::Skip,
-        })
-        .with_stop_handle(stop)
-        .with_progress(progress.clone())
-        .with_checkpoint(resume);
+    let job = JobSettings {
+        args: &args,
+        saver,
+        stop,
+        progress: progress.clone(),
+        resume,
+    };
     let n_cores = match (args.workers, args.cores) {
         (Some(w), _) => i64::try_from(w.saturating_mul(args.cores_per_worker)).unwrap_or(i64::MAX),
         (None, Some(c)) => c,
@@ -135,19 +140,30 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         .with_context(|| format!("cannot read {}", source.name()))
         .map_err(Failure::usage)?;
     let reporter = Reporter::start(progress, total, quiet);
+    let json = args.result_format == ResultFormat::Json;
     let result = if args.per_item {
         let task = PerItemTask {
             command: args.command.clone(),
             shell: args.shell,
             timeout: args.timeout,
         };
-        execute(
-            move || task.clone(),
-            n_cores,
-            args.cores_per_worker,
-            items,
-            options,
-        )
+        if json {
+            execute(
+                move || JsonResults(task.clone()),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        } else {
+            execute(
+                move || task.clone(),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        }
     } else {
         let (program, rest) = args
             .command
@@ -163,15 +179,40 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         if let Some(m) = args.memory_limit {
             cmd = cmd.memory_limit(m);
         }
-        execute(
-            cmd.factory(),
-            n_cores,
-            args.cores_per_worker,
-            items,
-            options,
-        )
+        if json {
+            let factory = cmd.factory();
+            execute(
+                move || JsonResults(factory()),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        } else {
+            execute(
+                cmd.factory(),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        }
     };
     drop(reporter);
+    // Complete: the last checkpoint says so; the marker goes last. A fresh
+    // client (the saver's belonged to its own runtime, now gone).
+    if let Ok(report) = &result {
+        let written = store::location(&args.output).and_then(|loc| {
+            raygent_savers::write_success(&loc, report.failed_chunks.len() as u64).map_err(|e| {
+                Failure::failed(anyhow::Error::new(e).context(format!(
+                    "the job is complete, but its {} marker could not be written; run the same \
+                     command again to write it",
+                    raygent_savers::SUCCESS_MARKER
+                )))
+            })
+        });
+        written?;
+    }
     // A stream cannot be looked at again: say what a resume of one needs.
     let mismatch_note = (!source.is_regular_file()).then(|| {
         format!(
@@ -182,16 +223,45 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
     finish(result, &args.output, quiet, mismatch_note.as_deref())
 }
 
-fn execute<F>(
+/// What every job's options are built from, whatever its result type.
+struct JobSettings<'a> {
+    args: &'a RunArgs,
+    saver: DatasetSaver,
+    stop: StopHandle,
+    progress: Progress,
+    resume: ResumeConfig,
+}
+
+impl JobSettings<'_> {
+    fn options<O: Serialize + Send + 'static>(self) -> SubmitOptions<O> {
+        let args = self.args;
+        SubmitOptions::new()
+            .with_chunk_size(args.chunk_size)
+            .with_at_once(true)
+            .with_saver(self.saver)
+            .with_save_interval(args.save_interval)
+            .with_retry(RetryPolicy::new(args.retries))
+            .with_failure_policy(match args.on_failure {
+                OnFailure::Abort => FailurePolicy::Abort,
+                OnFailure::Skip => FailurePolicy::Skip,
+            })
+            .with_stop_handle(self.stop)
+            .with_progress(self.progress)
+            .with_checkpoint(self.resume)
+    }
+}
+
+fn execute<F, O>(
     factory: F,
     n_cores: i64,
     cores_per_worker: usize,
     items: impl Iterator<Item = Result<String, input::RecordError>>,
-    options: SubmitOptions<String>,
+    options: SubmitOptions<O>,
 ) -> Result<JobReport, Error>
 where
     F: TaskFactory,
-    F::Task: Task<Input = String, Output = String>,
+    F::Task: Task<Input = String, Output = O>,
+    O: Send + 'static,
 {
     let mut manager = TaskManager::with_handler(factory, Discard)
         .with_n_cores(n_cores)
@@ -271,17 +341,26 @@ pub fn cat(args: CatArgs) -> Result<u8, Failure> {
         .map_err(Failure::usage)?;
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
-    for r in reader.iter::<serde_json::Value>() {
+    let mut csv = (args.format == CatFormat::Csv).then(crate::cat::CsvOut::default);
+    for (i, r) in reader.iter::<Value>().enumerate() {
         let v = r
             .with_context(|| format!("reading {}", args.url))
             .map_err(Failure::failed)?;
-        let written = match v {
-            serde_json::Value::String(s) => writeln!(w, "{s}"),
-            other => writeln!(w, "{other}"),
+        let written = match (&mut csv, args.format, v) {
+            (Some(csv), _, v) => csv.write(&mut w, i, v),
+            (None, CatFormat::Lines, Value::String(s)) => writeln!(w, "{s}"),
+            (None, _, other) => serde_json::to_writer(&mut w, &other)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(w)),
         };
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 return Ok(exit::DONE);
+            }
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                return Err(Failure::usage(
+                    anyhow::Error::new(e).context(format!("printing {} as CSV", args.url)),
+                ));
             }
             return Err(Failure::failed(
                 anyhow::Error::new(e).context("writing to stdout"),

@@ -13,9 +13,11 @@ macro_rules! say {
     }};
 }
 
+mod cat;
 mod cli;
 mod commands;
 mod input;
+mod json_results;
 mod per_item;
 mod progress;
 mod store;

@@ -510,7 +510,7 @@ impl DatasetSaver {
                 url: url.to_owned(),
                 part,
                 format: "parquet",
-                message,
+                source: message.into(),
             }),
             Err(EncodeFailure::Mismatch(m)) => {
                 let item = index(m.row);

@@ -93,7 +93,7 @@ pub fn write_success(location: &Location, failed_chunks: u64) -> Result<SuccessR
         url: location.url().to_owned(),
         part: SUCCESS_MARKER.into(),
         format: "json",
-        message: e.to_string(),
+        source: Box::new(e),
     })?;
     io_runtime(1)?.block_on(async {
         location
