@@ -178,6 +178,41 @@ impl fmt::Display for ParquetSchema {
 }
 
 impl ParquetSchema {
+    /// A schema for results that are structs: one column per field.
+    ///
+    /// Set it up front with
+    /// [`SaverOptions::with_parquet_schema`](crate::SaverOptions::with_parquet_schema)
+    /// where the first part cannot tell a column's type (an `Option` field
+    /// that is `None` in all of its results would otherwise be a `null`
+    /// column for good):
+    ///
+    /// ```
+    /// use raygent_savers::{Column, ColumnType, ParquetSchema};
+    /// let s = ParquetSchema::columns(vec![
+    ///     Column::new("id", ColumnType::UInt64),
+    ///     Column::new("error", ColumnType::String),
+    ///     Column::new("tags", ColumnType::List(Box::new(ColumnType::String))),
+    /// ]);
+    /// assert_eq!(s.to_string(), "_index: int64, id: uint64, error: string, tags: list<string>");
+    /// ```
+    pub fn columns(columns: Vec<Column>) -> ParquetSchema {
+        ParquetSchema {
+            index: true,
+            value: false,
+            columns,
+        }
+    }
+
+    /// A schema for results that are plain values of type `ty`, in one
+    /// column named `value`.
+    pub fn value(ty: ColumnType) -> ParquetSchema {
+        ParquetSchema {
+            index: true,
+            value: true,
+            columns: vec![Column::new(VALUE_COLUMN, ty)],
+        }
+    }
+
     /// The schema recorded with the dataset `reader` opened: `None` if it
     /// is not a Parquet dataset or no part holds results yet.
     pub fn of_dataset(
@@ -654,6 +689,8 @@ pub(crate) enum EncodeFailure {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ParquetEncoder {
     pub schema: Option<ParquetSchema>,
+    /// A schema given up front, not yet recorded in a part's parameters.
+    pub unrecorded: bool,
 }
 
 impl ParquetEncoder {
@@ -673,6 +710,10 @@ impl ParquetEncoder {
             .map(|(i, r)| to_value(r).map_err(|e| EncodeFailure::Other(format!("result {i}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let schema = match &self.schema {
+            Some(s) if self.unrecorded => {
+                params.schema = Some(s.to_params().map_err(EncodeFailure::Other)?);
+                s.clone()
+            }
             Some(s) => s.clone(),
             None if values.is_empty() => return Ok(Vec::new()),
             None => {
@@ -689,6 +730,7 @@ impl ParquetEncoder {
             PartError::Parquet(e) => EncodeFailure::Other(e),
         })?;
         self.schema = Some(schema);
+        self.unrecorded = false;
         Ok(bytes)
     }
 }

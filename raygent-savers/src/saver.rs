@@ -54,6 +54,8 @@ pub struct SaverOptions {
     overwrite: bool,
     check_writable: bool,
     index_column: bool,
+    #[cfg(feature = "parquet")]
+    parquet_schema: Option<crate::parquet::ParquetSchema>,
     s3: S3Options,
 }
 
@@ -68,6 +70,8 @@ impl Default for SaverOptions {
             overwrite: false,
             check_writable: true,
             index_column: true,
+            #[cfg(feature = "parquet")]
+            parquet_schema: None,
             s3: S3Options::default(),
         }
     }
@@ -123,6 +127,15 @@ impl SaverOptions {
     /// Other formats keep results in input order and have no such column.
     pub fn with_index_column(mut self, on: bool) -> Self {
         self.index_column = on;
+        self
+    }
+    /// Parquet (feature `parquet`): the dataset's schema, given up front
+    /// instead of inferred from its first part (its `_index` setting is
+    /// [`with_index_column`](Self::with_index_column)'s). A resumed job
+    /// must give the schema it started with.
+    #[cfg(feature = "parquet")]
+    pub fn with_parquet_schema(mut self, schema: crate::parquet::ParquetSchema) -> Self {
+        self.parquet_schema = Some(schema);
         self
     }
     /// Whether Parquet parts have the `_index` column.
@@ -263,7 +276,6 @@ impl DatasetSaver {
                 });
         Ok(DatasetSaver {
             location,
-            options,
             multipart_threshold,
             rt,
             next_chunk: 0,
@@ -279,7 +291,8 @@ impl DatasetSaver {
             stats: SaverStats::default(),
             skipped: Vec::new(),
             #[cfg(feature = "parquet")]
-            parquet: crate::parquet::ParquetEncoder::default(),
+            parquet: preset_schema(&options),
+            options,
         })
     }
 
@@ -739,7 +752,8 @@ impl DatasetSaver {
     #[cfg(feature = "parquet")]
     fn restore_schema(&mut self, kept: &[PartInfo]) -> Result<(), Error> {
         use crate::parquet::ParquetSchema;
-        self.parquet.schema = None;
+        let preset = preset_schema(&self.options);
+        self.parquet = preset.clone();
         if self.options.format != Format::Parquet {
             return Ok(());
         }
@@ -759,7 +773,17 @@ impl DatasetSaver {
                         ),
                     ));
                 }
+                if let Some(given) = preset.schema.as_ref().filter(|g| **g != schema) {
+                    return Err(Error::manifest(
+                        url,
+                        format!(
+                            "the dataset's Parquet schema is {schema}, but this saver was \
+                             given {given}"
+                        ),
+                    ));
+                }
                 self.parquet.schema = Some(schema);
+                self.parquet.unrecorded = false;
                 return Ok(());
             }
             if p.results > 0 {
@@ -813,6 +837,19 @@ impl DatasetSaver {
             return format!("parquet (no _index) {}", self.location.url());
         }
         format!("{} {}", self.options.format, self.location.url())
+    }
+}
+
+/// The encoder for `options`: with the schema they give, if any.
+#[cfg(feature = "parquet")]
+fn preset_schema(options: &SaverOptions) -> crate::parquet::ParquetEncoder {
+    let schema = options.parquet_schema.clone().map(|mut s| {
+        s.index = options.index_column;
+        s
+    });
+    crate::parquet::ParquetEncoder {
+        unrecorded: schema.is_some(),
+        schema,
     }
 }
 
