@@ -31,7 +31,9 @@ fn record(w: &mut impl Write, fields: &[String]) -> std::io::Result<()> {
         .has_headers(false)
         .from_writer(Vec::with_capacity(64));
     c.write_record(fields).map_err(std::io::Error::other)?;
-    let bytes = c.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let bytes = c
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     w.write_all(&bytes)
 }
 
@@ -100,21 +102,32 @@ mod tests {
     fn structs_get_a_header_and_plain_values_a_value_column() {
         let mut out = Vec::new();
         let mut csv = CsvOut::default();
-        let rows: Vec<Value> = [r#"{"a": 1, "b": "x, y"}"#, r#"{"b": "z", "a": null}"#, r#"{"a": 2, "b": [1, 2]}"#]
-            .iter()
-            .map(|s| serde_json::from_str(s).unwrap())
-            .collect();
+        let rows: Vec<Value> = [
+            r#"{"a": 1, "b": "x, y"}"#,
+            r#"{"b": "z", "a": null}"#,
+            r#"{"a": 2, "b": [1, 2]}"#,
+        ]
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
         for (i, r) in rows.into_iter().enumerate() {
             csv.write(&mut out, i, r).unwrap();
         }
-        assert_eq!(String::from_utf8(out).unwrap(), "a,b\n1,\"x, y\"\n,z\n2,\"[1,2]\"\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a,b\n1,\"x, y\"\n,z\n2,\"[1,2]\"\n"
+        );
         let mut out = Vec::new();
         let mut csv = CsvOut::default();
         csv.write(&mut out, 0, Value::Float(1.5)).unwrap();
         csv.write(&mut out, 1, Value::String("two".into())).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "value\n1.5\ntwo\n");
         let err = csv
-            .write(&mut Vec::new(), 2, serde_json::from_str(r#"{"c": 1}"#).unwrap())
+            .write(
+                &mut Vec::new(),
+                2,
+                serde_json::from_str(r#"{"c": 1}"#).unwrap(),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("result 2"), "{err}");
     }

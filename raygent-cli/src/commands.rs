@@ -15,8 +15,8 @@ use crate::cli::{
     CatArgs, CatFormat, CkptAction, CkptArgs, OnFailure, OutputFormat, ResultFormat, RunArgs,
     StatusArgs,
 };
-use crate::json_results::JsonResults;
 use crate::input::{self, Source};
+use crate::json_results::JsonResults;
 use crate::per_item::PerItemTask;
 use crate::progress::Reporter;
 use crate::{Failure, exit, store};

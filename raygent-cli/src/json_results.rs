@@ -91,13 +91,26 @@ mod tests {
     fn lines_become_json_values_with_signed_ints() {
         let mut t = JsonResults(Echo);
         let got = t
-            .process_items(&[r#"{"b": 1, "a": [2, -3, 1.5]}"#.to_owned(), "\"s\"".into(), "7".into()])
+            .process_items(&[
+                r#"{"b": 1, "a": [2, -3, 1.5]}"#.to_owned(),
+                "\"s\"".into(),
+                "7".into(),
+            ])
             .unwrap();
-        assert_eq!(serde_json::to_string(&got[0]).unwrap(), r#"{"b":1,"a":[2,-3,1.5]}"#);
+        assert_eq!(
+            serde_json::to_string(&got[0]).unwrap(),
+            r#"{"b":1,"a":[2,-3,1.5]}"#
+        );
         assert_eq!(got[0].get("b"), Some(&Value::Int(1)));
         assert_eq!(got[1], Value::String("s".into()));
         assert_eq!(got[2], Value::Int(7));
-        let err = t.process_item(&"not json".to_owned()).unwrap_err().to_string();
-        assert!(err.contains("not JSON") && err.contains("\"not json\""), "{err}");
+        let err = t
+            .process_item(&"not json".to_owned())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not JSON") && err.contains("\"not json\""),
+            "{err}"
+        );
     }
 }

@@ -381,7 +381,10 @@ fn sigkill_at_random_instants_with_parquet() {
         }
         if dir.join("_SUCCESS").exists() {
             // Only a complete job has it: then its output is all there.
-            assert!(job.cat() == expected, "trial {trial}: _SUCCESS on an incomplete job");
+            assert!(
+                job.cat() == expected,
+                "trial {trial}: _SUCCESS on an incomplete job"
+            );
         }
         job.run();
         assert!(dir.join("_SUCCESS").is_file(), "trial {trial}");
@@ -391,7 +394,10 @@ fn sigkill_at_random_instants_with_parquet() {
         );
         assert_no_stray_parts(&dir);
     }
-    assert!(killed * 2 >= n, "only {killed} of {n} trials were killed before the job ended");
+    assert!(
+        killed * 2 >= n,
+        "only {killed} of {n} trials were killed before the job ended"
+    );
 }
 
 #[test]

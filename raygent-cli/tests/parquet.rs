@@ -106,7 +106,10 @@ fn raygent(args: &[&str]) -> Command {
 fn run_expect(cmd: Command, code: i32) -> (String, String) {
     let mut cmd = cmd;
     let (got, out, err) = wait(cmd.spawn().unwrap(), "raygent");
-    assert_eq!(got, code, "exit code\n--- stdout:\n{out}\n--- stderr:\n{err}");
+    assert_eq!(
+        got, code,
+        "exit code\n--- stdout:\n{out}\n--- stderr:\n{err}"
+    );
     (out, err)
 }
 
@@ -125,7 +128,10 @@ fn python(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
         .spawn()
         .expect("python3 (with duckdb, pyarrow and polars: see .ci/parquet.sh)");
     let (code, out, err) = wait(child, "python3");
-    assert_eq!(code, 0, "python failed\n--- stdout:\n{out}\n--- stderr:\n{err}");
+    assert_eq!(
+        code, 0,
+        "python failed\n--- stdout:\n{out}\n--- stderr:\n{err}"
+    );
     out
 }
 
@@ -154,8 +160,25 @@ fn duckdb_pyarrow_and_polars_read_a_finished_job_by_glob() {
     let out = tmp.path().join("out");
     let out = out.to_str().unwrap();
     let args = [
-        "run", "-q", "-i", &input, "-o", out, "-c", "10", "--save-interval", "40", "-j", "2",
-        "--format", "parquet", "--result-format", "json", "--", "python3", &worker,
+        "run",
+        "-q",
+        "-i",
+        &input,
+        "-o",
+        out,
+        "-c",
+        "10",
+        "--save-interval",
+        "40",
+        "-j",
+        "2",
+        "--format",
+        "parquet",
+        "--result-format",
+        "json",
+        "--",
+        "python3",
+        &worker,
     ];
     run_expect(raygent(&args), 0);
     let parts: Vec<String> = std::fs::read_dir(out)
@@ -193,8 +216,18 @@ fn plain_lines_are_one_value_string_column_and_the_index_can_be_left_out() {
         let out = tmp.path().join(name);
         let out = out.to_str().unwrap();
         let mut args = vec![
-            "run", "-q", "-i", &input, "-o", out, "-c", "7", "--save-interval", "30",
-            "--format", "parquet",
+            "run",
+            "-q",
+            "-i",
+            &input,
+            "-o",
+            out,
+            "-c",
+            "7",
+            "--save-interval",
+            "30",
+            "--format",
+            "parquet",
         ];
         args.extend(extra);
         args.extend(["--", "sh", "-c", square]);
@@ -219,14 +252,32 @@ print(",".join(r[-1] for r in rel.fetchall()))
         let values: Vec<String> = (1..=120u64).map(|i| (i * i).to_string()).collect();
         assert_eq!(lines.next().unwrap(), values.join(","));
         // `cat` prints the lines the worker wrote, as for every format.
-        assert_eq!(cat(out, "lines"), values.iter().map(|v| format!("{v}\n")).collect::<String>());
+        assert_eq!(
+            cat(out, "lines"),
+            values.iter().map(|v| format!("{v}\n")).collect::<String>()
+        );
     }
     // The index setting is part of the job: a rerun without it is refused.
     let out = tmp.path().join("with");
     let (_, err) = run_expect(
         raygent(&[
-            "run", "-q", "-i", &input, "-o", out.to_str().unwrap(), "-c", "7", "--save-interval",
-            "30", "--format", "parquet", "--no-index-column", "--", "sh", "-c", square,
+            "run",
+            "-q",
+            "-i",
+            &input,
+            "-o",
+            out.to_str().unwrap(),
+            "-c",
+            "7",
+            "--save-interval",
+            "30",
+            "--format",
+            "parquet",
+            "--no-index-column",
+            "--",
+            "sh",
+            "-c",
+            square,
         ]),
         2,
     );
@@ -242,8 +293,23 @@ fn pyarrow_and_polars_read_the_job_from_s3() {
     let worker = script(tmp.path(), "typed.py", TYPED);
     let url = format!("s3://{bucket}/jobs/typed");
     let mut cmd = raygent(&[
-        "run", "-q", "-i", &input, "-o", &url, "-c", "10", "--save-interval", "20", "--format",
-        "parquet", "--result-format", "json", "--", "python3", &worker,
+        "run",
+        "-q",
+        "-i",
+        &input,
+        "-o",
+        &url,
+        "-c",
+        "10",
+        "--save-interval",
+        "20",
+        "--format",
+        "parquet",
+        "--result-format",
+        "json",
+        "--",
+        "python3",
+        &worker,
     ]);
     cmd.envs(s3.env());
     run_expect(cmd, 0);
@@ -290,8 +356,22 @@ fn a_result_that_does_not_fit_stops_the_job_and_the_fixed_worker_resumes() {
     let out = tmp.path().join("out");
     let out = out.to_str().unwrap();
     let args = [
-        "run", "-i", &input, "-o", out, "-c", "5", "--save-interval", "10", "--format", "parquet",
-        "--result-format", "json", "--", "sh", &worker,
+        "run",
+        "-i",
+        &input,
+        "-o",
+        out,
+        "-c",
+        "5",
+        "--save-interval",
+        "10",
+        "--format",
+        "parquet",
+        "--result-format",
+        "json",
+        "--",
+        "sh",
+        &worker,
     ];
     let (_, err) = run_expect(raygent(&args), 1);
     for needle in [
@@ -337,8 +417,26 @@ fn success_marker_only_after_a_complete_run_for_every_format() {
         let out = tmp.path().join(format);
         let out_s = out.to_str().unwrap().to_owned();
         let args = [
-            "run", "-q", "-i", &input, "-o", &out_s, "-c", "10", "--save-interval", "10", "-j",
-            "2", "--checkpoint-interval", "0s", "--format", format, "--", "sh", "-c", &worker,
+            "run",
+            "-q",
+            "-i",
+            &input,
+            "-o",
+            &out_s,
+            "-c",
+            "10",
+            "--save-interval",
+            "10",
+            "-j",
+            "2",
+            "--checkpoint-interval",
+            "0s",
+            "--format",
+            format,
+            "--",
+            "sh",
+            "-c",
+            &worker,
         ];
         let child = raygent(&args).spawn().unwrap();
         // Stop it once a part is committed (chunks past 60 are stuck).
@@ -357,7 +455,10 @@ fn success_marker_only_after_a_complete_run_for_every_format() {
         std::fs::write(&gate, "").unwrap();
         let (code, _, err) = wait(child, "raygent");
         assert_eq!(code, 130, "{format}: {err}");
-        assert!(!out.join("_SUCCESS").exists(), "{format}: marker after an interrupted run");
+        assert!(
+            !out.join("_SUCCESS").exists(),
+            "{format}: marker after an interrupted run"
+        );
         // The rerun completes the job, and the marker comes last.
         run_expect(raygent(&args), 0);
         let marker: serde_json::Value =
@@ -366,7 +467,11 @@ fn success_marker_only_after_a_complete_run_for_every_format() {
         assert_eq!(marker["format"], format);
         assert_eq!(marker["failed_chunks"], 0);
         let lines: Vec<String> = (1..=200).map(|i| i.to_string()).collect();
-        assert_eq!(cat(&out_s, "lines").lines().collect::<Vec<_>>(), lines, "{format}");
+        assert_eq!(
+            cat(&out_s, "lines").lines().collect::<Vec<_>>(),
+            lines,
+            "{format}"
+        );
         // A rerun of the finished job keeps it.
         run_expect(raygent(&args), 0);
         assert!(out.join("_SUCCESS").is_file(), "{format}");
@@ -375,7 +480,10 @@ fn success_marker_only_after_a_complete_run_for_every_format() {
         let mut fresh: Vec<&str> = args[..args.len() - 4].to_vec();
         fresh.extend(["--fresh", "--retries", "0", "--", "sh", "-c", "exit 3"]);
         run_expect(raygent(&fresh), 1);
-        assert!(!out.join("_SUCCESS").exists(), "{format}: marker after --fresh");
+        assert!(
+            !out.join("_SUCCESS").exists(),
+            "{format}: marker after --fresh"
+        );
     }
 }
 
@@ -388,7 +496,9 @@ fn cat_prints_every_stored_format_as_jsonl_and_csv() {
     for format in ["cbor", "jsonl", "csv", "parquet"] {
         let out = tmp.path().join(format);
         let out = out.to_str().unwrap().to_owned();
-        let mut args = vec!["run", "-q", "-i", &input, "-o", &out, "-c", "4", "--format", format];
+        let mut args = vec![
+            "run", "-q", "-i", &input, "-o", &out, "-c", "4", "--format", format,
+        ];
         // CSV stores the lines (strings); the others the JSON values.
         if format != "csv" {
             args.extend(["--result-format", "json"]);
@@ -406,8 +516,12 @@ fn cat_prints_every_stored_format_as_jsonl_and_csv() {
     for (format, got_jsonl, got_csv, out) in &outputs {
         if *format == "csv" {
             // Lines stored as strings: JSON strings, one `value` column.
-            let first: serde_json::Value = serde_json::from_str(got_jsonl.lines().next().unwrap()).unwrap();
-            assert_eq!(first, serde_json::json!("{\"n\": 1, \"sq\": 1, \"tag\": \"t, 1\"}"));
+            let first: serde_json::Value =
+                serde_json::from_str(got_jsonl.lines().next().unwrap()).unwrap();
+            assert_eq!(
+                first,
+                serde_json::json!("{\"n\": 1, \"sq\": 1, \"tag\": \"t, 1\"}")
+            );
             assert!(got_csv.starts_with("value\n"), "{got_csv}");
             continue;
         }

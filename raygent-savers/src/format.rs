@@ -285,7 +285,12 @@ impl Format {
     pub const ALL: [Format; 3] = [Format::Cbor, Format::JsonLines, Format::Csv];
     /// Every format, for tests and help texts.
     #[cfg(feature = "parquet")]
-    pub const ALL: [Format; 4] = [Format::Cbor, Format::JsonLines, Format::Csv, Format::Parquet];
+    pub const ALL: [Format; 4] = [
+        Format::Cbor,
+        Format::JsonLines,
+        Format::Csv,
+        Format::Parquet,
+    ];
 
     /// The format named `name` at `version`, as found in a commit record.
     pub fn from_record(name: &str, version: u32) -> Option<Format> {

@@ -617,7 +617,12 @@ pub fn parquet_index_schema_and_resume(new: NewLocation<'_>) {
         })
         .collect();
     assert_eq!(index, [4, 5, 8, 9]);
-    assert!(reader.record_batches(&reader.parts()[0]).unwrap().is_empty());
+    assert!(
+        reader
+            .record_batches(&reader.parts()[0])
+            .unwrap()
+            .is_empty()
+    );
     let back: Vec<Row> = reader.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(back, second);
 
@@ -630,7 +635,10 @@ pub fn parquet_index_schema_and_resume(new: NewLocation<'_>) {
             next_item: 10,
         })
         .unwrap();
-    let mut bad: Vec<Value> = rows(10, 3).iter().map(|r| crate::to_value(r).unwrap()).collect();
+    let mut bad: Vec<Value> = rows(10, 3)
+        .iter()
+        .map(|r| crate::to_value(r).unwrap())
+        .collect();
     let Value::Map(fields) = &mut bad[2] else {
         panic!()
     };

@@ -60,7 +60,9 @@ pub use crate::format::Parquet;
 pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, PartParams};
 #[cfg(feature = "hdf5")]
 pub use crate::hdf5::{CHUNK_ENDS_SUFFIX, H5Type, Hdf5Mode, Hdf5Options, Hdf5Saver, read_hdf5};
-pub use crate::manifest::{COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo, SUCCESS_MARKER};
+pub use crate::manifest::{
+    COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo, SUCCESS_MARKER,
+};
 #[cfg(feature = "parquet")]
 pub use crate::parquet::{Column, ColumnType, INDEX_COLUMN, ParquetSchema, VALUE_COLUMN};
 pub use crate::reader::{DatasetReader, PartResults, Results};

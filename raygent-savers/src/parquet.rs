@@ -51,8 +51,8 @@ use std::sync::Arc;
 
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, ListArray, NullArray, PrimitiveArray,
-    RecordBatch, RecordBatchOptions, StringArray, StructArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, ListArray, NullArray, PrimitiveArray, RecordBatch,
+    RecordBatchOptions, StringArray, StructArray,
 };
 use arrow_buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema};
@@ -302,7 +302,9 @@ impl ColumnType {
             ColumnType::Float64 => DataType::Float64,
             ColumnType::String => DataType::Utf8,
             ColumnType::Binary => DataType::Binary,
-            ColumnType::List(t) => DataType::List(Arc::new(Field::new("item", t.data_type(), true))),
+            ColumnType::List(t) => {
+                DataType::List(Arc::new(Field::new("item", t.data_type(), true)))
+            }
             ColumnType::Struct(cols) => {
                 DataType::Struct(cols.iter().map(Column::field).collect::<Fields>())
             }
@@ -762,7 +764,10 @@ fn write_part(
         )));
     }
     if schema.value {
-        let col = schema.columns.first().map_or(ColumnType::Null, |c| c.ty.clone());
+        let col = schema
+            .columns
+            .first()
+            .map_or(ColumnType::Null, |c| c.ty.clone());
         arrays.push(build(&col, &refs).map_err(|m| PartError::Mismatch(m.in_field(VALUE_COLUMN)))?);
     } else {
         let (cols, _) = build_struct(&schema.columns, &refs, false).map_err(PartError::Mismatch)?;
@@ -775,23 +780,34 @@ fn write_part(
         &RecordBatchOptions::new().with_row_count(Some(values.len())),
     )
     .map_err(|e| PartError::Parquet(e.to_string()))?;
-    let mut w = ArrowWriter::try_new(Vec::with_capacity(1 << 16), arrow, Some(writer_properties()))
-        .map_err(|e| PartError::Parquet(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(
+        Vec::with_capacity(1 << 16),
+        arrow,
+        Some(writer_properties()),
+    )
+    .map_err(|e| PartError::Parquet(e.to_string()))?;
     if batch.num_rows() > 0 {
-        w.write(&batch).map_err(|e| PartError::Parquet(e.to_string()))?;
+        w.write(&batch)
+            .map_err(|e| PartError::Parquet(e.to_string()))?;
     }
-    w.into_inner().map_err(|e| PartError::Parquet(e.to_string()))
+    w.into_inner()
+        .map_err(|e| PartError::Parquet(e.to_string()))
 }
 
 /// Decodes a part into results, batch by batch.
-pub(crate) fn decode<T: DeserializeOwned + 'static>(part: Bytes, params: &PartParams) -> DecodeIter<T> {
+pub(crate) fn decode<T: DeserializeOwned + 'static>(
+    part: Bytes,
+    params: &PartParams,
+) -> DecodeIter<T> {
     if part.is_empty() {
         return Box::new(std::iter::empty());
     }
     let reader = ParquetRecordBatchReaderBuilder::try_new(part)
         .and_then(|b| b.with_batch_size(8192).build());
     match reader {
-        Err(e) => Box::new(std::iter::once(Err(format!("not a readable Parquet file: {e}")))),
+        Err(e) => Box::new(std::iter::once(Err(format!(
+            "not a readable Parquet file: {e}"
+        )))),
         Ok(reader) => Box::new(Rows {
             reader,
             rows: Vec::new().into_iter(),
@@ -854,7 +870,13 @@ pub(crate) fn batch_rows(
     value_column: bool,
 ) -> Result<Vec<Value>, String> {
     let schema = batch.schema();
-    let skip = usize::from(index_column && schema.fields().first().is_some_and(|f| f.name() == INDEX_COLUMN));
+    let skip = usize::from(
+        index_column
+            && schema
+                .fields()
+                .first()
+                .is_some_and(|f| f.name() == INDEX_COLUMN),
+    );
     if value_column {
         let col = batch
             .columns()
@@ -920,7 +942,13 @@ fn values_of(array: &dyn Array) -> Result<Vec<Value>, String> {
         DataType::Boolean => {
             let a = array.as_boolean();
             (0..n)
-                .map(|i| if a.is_null(i) { Value::Null } else { Value::Bool(a.value(i)) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::Bool(a.value(i))
+                    }
+                })
                 .collect()
         }
         DataType::Int8 => prim!(Int8Type, Int, i64),
@@ -936,19 +964,37 @@ fn values_of(array: &dyn Array) -> Result<Vec<Value>, String> {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
             (0..n)
-                .map(|i| if a.is_null(i) { Value::Null } else { Value::String(a.value(i).to_owned()) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::String(a.value(i).to_owned())
+                    }
+                })
                 .collect()
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
             (0..n)
-                .map(|i| if a.is_null(i) { Value::Null } else { Value::String(a.value(i).to_owned()) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::String(a.value(i).to_owned())
+                    }
+                })
                 .collect()
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
             (0..n)
-                .map(|i| if a.is_null(i) { Value::Null } else { Value::Bytes(a.value(i).to_vec()) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::Bytes(a.value(i).to_vec())
+                    }
+                })
                 .collect()
         }
         DataType::List(_) => {
@@ -965,13 +1011,20 @@ fn values_of(array: &dyn Array) -> Result<Vec<Value>, String> {
                     let end = offsets[i + 1];
                     let items: Vec<Value> = child.by_ref().take((end - at) as usize).collect();
                     at = end;
-                    if a.is_null(i) { Value::Null } else { Value::List(items) }
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::List(items)
+                    }
                 })
                 .collect()
         }
         DataType::Struct(fields) => {
             let a = array.as_struct();
-            let names: Vec<Key> = fields.iter().map(|f| Key::Owned(f.name().clone())).collect();
+            let names: Vec<Key> = fields
+                .iter()
+                .map(|f| Key::Owned(f.name().clone()))
+                .collect();
             let cols = a
                 .columns()
                 .iter()
@@ -1019,12 +1072,22 @@ mod tests {
                 x: i as f64 / 4.0,
                 label: (i % 2 == 1).then(|| "odd".into()),
             },
-            points: vec![Inner { x: 1.0, label: None }; (i % 2) as usize],
+            points: vec![
+                Inner {
+                    x: 1.0,
+                    label: None
+                };
+                (i % 2) as usize
+            ],
             grid: vec![vec![i as i64; 2]; (i % 2) as usize],
         }
     }
 
-    fn encode<T: Serialize>(enc: &mut ParquetEncoder, results: &[T], first: u64) -> (Vec<u8>, PartParams) {
+    fn encode<T: Serialize>(
+        enc: &mut ParquetEncoder,
+        results: &[T],
+        first: u64,
+    ) -> (Vec<u8>, PartParams) {
         let mut params = PartParams::default();
         let at = move |i: usize| first + i as u64;
         let bytes = enc.encode(results, Some(&at), &mut params).unwrap();
@@ -1032,7 +1095,9 @@ mod tests {
     }
 
     fn decode_all<T: DeserializeOwned + 'static>(bytes: Vec<u8>, params: &PartParams) -> Vec<T> {
-        decode(Bytes::from(bytes), params).collect::<Result<_, _>>().unwrap()
+        decode(Bytes::from(bytes), params)
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     #[test]
@@ -1053,7 +1118,9 @@ mod tests {
         assert_eq!(decode_all::<Row>(bytes.clone(), &params), rows);
         // Generic values keep the columns' order, without `_index`.
         let any: Vec<Value> = decode_all(bytes, &params);
-        let Value::Map(entries) = &any[3] else { panic!() };
+        let Value::Map(entries) = &any[3] else {
+            panic!()
+        };
         assert_eq!(entries[0].0, "id");
         assert_eq!(any[3].get("maybe"), Some(&Value::UInt(3)));
         // A later part with the same schema records none of its own.
@@ -1068,7 +1135,10 @@ mod tests {
         let lines = vec!["a".to_string(), "b c".into(), String::new()];
         let (bytes, params) = encode(&mut enc, &lines, 0);
         assert!(params.value_column);
-        assert_eq!(enc.schema.as_ref().unwrap().to_string(), "_index: int64, value: string");
+        assert_eq!(
+            enc.schema.as_ref().unwrap().to_string(),
+            "_index: int64, value: string"
+        );
         assert_eq!(decode_all::<String>(bytes, &params), lines);
         let mut enc = ParquetEncoder::default();
         let (bytes, params) = encode(&mut enc, &[1u8, 2, 3], 0);
@@ -1101,7 +1171,15 @@ mod tests {
         let Err(EncodeFailure::Mismatch(m)) = enc.encode(&bad, Some(&at), &mut params) else {
             panic!()
         };
-        assert_eq!((m.row, m.path.as_str(), m.expected.as_str(), m.found.as_str()), (1, "a", "float64", "string"));
+        assert_eq!(
+            (
+                m.row,
+                m.path.as_str(),
+                m.expected.as_str(),
+                m.found.as_str()
+            ),
+            (1, "a", "float64", "string")
+        );
         // A field the schema does not have.
         let bad = vec![parse(r#"{"a": 1, "d": true}"#)];
         let Err(EncodeFailure::Mismatch(m)) = enc.encode(&bad, Some(&at), &mut params) else {
@@ -1113,14 +1191,22 @@ mod tests {
         let Err(EncodeFailure::Mismatch(m)) = enc.encode(&bad, Some(&at), &mut params) else {
             panic!()
         };
-        assert_eq!((m.row, m.path.as_str(), m.expected.as_str()), (1, "c[]", "uint64"));
+        assert_eq!(
+            (m.row, m.path.as_str(), m.expected.as_str()),
+            (1, "c[]", "uint64")
+        );
         // A float where the first part had only ints.
         let mut enc = ParquetEncoder::default();
         encode(&mut enc, &[parse(r#"{"n": 1}"#)], 0);
-        let Err(EncodeFailure::Mismatch(m)) = enc.encode(&[parse(r#"{"n": 1.5}"#)], Some(&at), &mut params) else {
+        let Err(EncodeFailure::Mismatch(m)) =
+            enc.encode(&[parse(r#"{"n": 1.5}"#)], Some(&at), &mut params)
+        else {
             panic!()
         };
-        assert_eq!((m.expected.as_str(), m.found.as_str()), ("uint64", "float64"));
+        assert_eq!(
+            (m.expected.as_str(), m.found.as_str()),
+            ("uint64", "float64")
+        );
     }
 
     #[test]
@@ -1135,17 +1221,33 @@ mod tests {
         let Err(EncodeFailure::Mismatch(m)) = enc.encode(&rows, Some(&at), &mut params) else {
             panic!()
         };
-        assert_eq!((m.row, m.path.as_str(), m.expected.as_str(), m.found.as_str()), (1, "k", "uint64", "struct"));
+        assert_eq!(
+            (
+                m.row,
+                m.path.as_str(),
+                m.expected.as_str(),
+                m.found.as_str()
+            ),
+            (1, "k", "uint64", "struct")
+        );
         // A field named like the index column.
         let rows = vec![BTreeMap::from([("_index", 1u8)])];
-        assert!(matches!(enc.encode(&rows, Some(&at), &mut params), Err(EncodeFailure::Mismatch(_))));
+        assert!(matches!(
+            enc.encode(&rows, Some(&at), &mut params),
+            Err(EncodeFailure::Mismatch(_))
+        ));
         // Without the index column it is a plain column.
         let (bytes, params) = {
             let mut p = PartParams::default();
             (enc.encode(&rows, None, &mut p).unwrap(), p)
         };
         assert!(!params.index_column);
-        assert_eq!(decode_all::<BTreeMap<String, u8>>(bytes, &params), rows.iter().map(|r| r.iter().map(|(k, v)| (k.to_string(), *v)).collect()).collect::<Vec<_>>());
+        assert_eq!(
+            decode_all::<BTreeMap<String, u8>>(bytes, &params),
+            rows.iter()
+                .map(|r| r.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -227,23 +227,28 @@ impl DatasetReader {
     /// (feature `parquet`), after checking its bytes. An empty part (all its
     /// chunks skipped) has none.
     #[cfg(feature = "parquet")]
-    pub fn record_batches(
-        &self,
-        part: &PartInfo,
-    ) -> Result<Vec<arrow_array::RecordBatch>, Error> {
+    pub fn record_batches(&self, part: &PartInfo) -> Result<Vec<arrow_array::RecordBatch>, Error> {
         let bytes = self.read_part(part)?;
         if bytes.is_empty() {
             return Ok(Vec::new());
         }
         let corrupt = |e: parquet::errors::ParquetError| {
-            Error::corrupt(self.url(), &part.part, format!("not a readable Parquet file: {e}"))
+            Error::corrupt(
+                self.url(),
+                &part.part,
+                format!("not a readable Parquet file: {e}"),
+            )
         };
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(corrupt)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
-                Error::corrupt(self.url(), &part.part, format!("not a readable Parquet file: {e}"))
+                Error::corrupt(
+                    self.url(),
+                    &part.part,
+                    format!("not a readable Parquet file: {e}"),
+                )
             })
     }
 

@@ -507,16 +507,19 @@ impl DatasetSaver {
         }
         let url = self.location.url();
         let part = format!("{stem}.parquet");
-        let positions = positions(&batch.items, skipped, batch.results.len()).map_err(|reason| {
-            Error::Usage {
-                url: url.to_owned(),
-                reason: format!("batch of chunks {:?}: {reason}", batch.chunks),
-            }
-        })?;
+        let positions =
+            positions(&batch.items, skipped, batch.results.len()).map_err(|reason| {
+                Error::Usage {
+                    url: url.to_owned(),
+                    reason: format!("batch of chunks {:?}: {reason}", batch.chunks),
+                }
+            })?;
         let index = |i: usize| positions.get(i).copied().unwrap_or_default();
         let first_part = self.parquet.schema.is_none();
-        let with_index: Option<&dyn Fn(usize) -> u64> =
-            self.options.index_column.then_some(&index as &dyn Fn(usize) -> u64);
+        let with_index: Option<&dyn Fn(usize) -> u64> = self
+            .options
+            .index_column
+            .then_some(&index as &dyn Fn(usize) -> u64);
         match self.parquet.encode(batch.results, with_index, params) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(EncodeFailure::Other(message)) => Err(Error::Encode {
@@ -769,7 +772,11 @@ impl DatasetSaver {
                             "the dataset's parts {} the `_index` column, but this saver was \
                              told {}",
                             if schema.index { "have" } else { "do not have" },
-                            if schema.index { "not to write it" } else { "to write it" }
+                            if schema.index {
+                                "not to write it"
+                            } else {
+                                "to write it"
+                            }
                         ),
                     ));
                 }
@@ -789,7 +796,10 @@ impl DatasetSaver {
             if p.results > 0 {
                 return Err(Error::manifest(
                     url,
-                    format!("part {} holds results but no schema was recorded before it", p.part),
+                    format!(
+                        "part {} holds results but no schema was recorded before it",
+                        p.part
+                    ),
                 ));
             }
         }
@@ -863,7 +873,10 @@ fn positions(
 ) -> Result<Vec<u64>, String> {
     let mut out = Vec::with_capacity(results);
     let mut at = items.start;
-    for s in skipped.iter().chain(std::iter::once(&(items.end..items.end))) {
+    for s in skipped
+        .iter()
+        .chain(std::iter::once(&(items.end..items.end)))
+    {
         out.extend(at..s.start.max(at).min(items.end));
         at = at.max(s.end);
     }

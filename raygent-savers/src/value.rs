@@ -750,12 +750,16 @@ impl<'de> MapAccess<'de> for MapDeserializer {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(k.into_owned().into_deserializer()).map(Some)
+                seed.deserialize(k.into_owned().into_deserializer())
+                    .map(Some)
             }
             None => Ok(None),
         }
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ValueError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ValueError> {
         let v = self
             .value
             .take()
@@ -775,7 +779,10 @@ struct EnumDeserializer {
 impl<'de> de::EnumAccess<'de> for EnumDeserializer {
     type Error = ValueError;
     type Variant = Value;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Value), ValueError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Value), ValueError> {
         let v = seed.deserialize(self.variant.into_deserializer())?;
         Ok((v, self.value))
     }
@@ -786,10 +793,17 @@ impl<'de> de::VariantAccess<'de> for Value {
     fn unit_variant(self) -> Result<(), ValueError> {
         Ok(())
     }
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, ValueError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, ValueError> {
         seed.deserialize(self)
     }
-    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, ValueError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
         self.deserialize_tuple(len, visitor)
     }
     fn struct_variant<V: Visitor<'de>>(

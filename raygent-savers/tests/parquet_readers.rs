@@ -116,7 +116,11 @@ fn rust_structs_with_options_and_vectors_survive_in_duckdb_pyarrow_and_polars() 
                 },
             );
         }
-        let results: Vec<Hit> = items.clone().filter(|i| !(40..50).contains(i)).map(hit).collect();
+        let results: Vec<Hit> = items
+            .clone()
+            .filter(|i| !(40..50).contains(i))
+            .map(hit)
+            .collect();
         expected.extend(results.clone());
         saver
             .submit_batch(&Batch {
@@ -131,7 +135,12 @@ fn rust_structs_with_options_and_vectors_survive_in_duckdb_pyarrow_and_polars() 
     let back: Vec<Hit> = reader.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(back, expected);
     let schema = ParquetSchema::of_dataset(&reader).unwrap().unwrap();
-    assert!(schema.to_string().starts_with("_index: int64, id: uint64, delta: int64"), "{schema}");
+    assert!(
+        schema
+            .to_string()
+            .starts_with("_index: int64, id: uint64, delta: int64"),
+        "{schema}"
+    );
 
     let skipped: Vec<String> = (40..50).map(|i: u64| i.to_string()).collect();
     let child = Command::new("python3")
@@ -225,13 +234,19 @@ fn a_schema_given_up_front_types_columns_the_first_part_leaves_null() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::Schema { .. }), "{err}");
-    assert!(err.to_string().contains("has null, this result has string"), "{err}");
+    assert!(
+        err.to_string().contains("has null, this result has string"),
+        "{err}"
+    );
     // A resume given another schema is refused.
     let mut wrong = DatasetSaver::create(
         url,
         SaverOptions::default()
             .with_format(Format::Parquet)
-            .with_parquet_schema(ParquetSchema::columns(vec![Column::new("id", ColumnType::Int64)])),
+            .with_parquet_schema(ParquetSchema::columns(vec![Column::new(
+                "id",
+                ColumnType::Int64,
+            )])),
     )
     .unwrap();
     let err = wrong
