@@ -48,6 +48,8 @@ pub mod integration;
 mod manifest;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+#[cfg(feature = "parquet")]
+mod parquet_trace;
 mod reader;
 mod saver;
 mod success;

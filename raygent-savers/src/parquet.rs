@@ -13,7 +13,8 @@
 //!   naming the item, the chunk, the field and both types. One widening is
 //!   allowed: an integer goes into a float column, and a null (or a missing
 //!   field) into any column. A column that is null in every result of the
-//!   first part has type `null` and stays so.
+//!   first part has type `null` and stays so, unless the schema is given
+//!   up front ([`ParquetSchema::of_type`] traces it from the Rust type).
 //! - `_index` (int64), the first column unless switched off
 //!   ([`SaverOptions::with_index_column`](crate::SaverOptions::with_index_column)),
 //!   holds each result's position in the input.

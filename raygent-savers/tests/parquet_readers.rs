@@ -176,6 +176,8 @@ fn a_schema_given_up_front_types_columns_the_first_part_leaves_null() {
         Column::new("id", ColumnType::UInt64),
         Column::new("error", ColumnType::String),
     ]);
+    // The same, from the type.
+    assert_eq!(ParquetSchema::of_type::<Out>().unwrap(), schema);
     let options = SaverOptions::default()
         .with_format(Format::Parquet)
         .with_parquet_schema(schema.clone());
