@@ -650,7 +650,7 @@ pub fn parquet_index_schema_and_resume(new: NewLocation<'_>) {
             results: &bad,
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Schema { .. }), "{err:?}");
+    assert!(matches!(err, Error::Schema(_)), "{err:?}");
     let msg = err.to_string();
     for needle in [
         "item 12",

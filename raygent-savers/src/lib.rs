@@ -56,7 +56,7 @@ mod success;
 mod value;
 
 pub use crate::destination::{Location, S3Options};
-pub use crate::error::Error;
+pub use crate::error::{Error, SchemaMismatch};
 #[cfg(feature = "parquet")]
 pub use crate::format::Parquet;
 pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, PartParams};

@@ -1065,9 +1065,9 @@ mod tests {
         Row {
             id: i,
             delta: -(i as i32),
-            ok: i % 2 == 0,
+            ok: i.is_multiple_of(2),
             name: format!("row {i}"),
-            maybe: (i % 3 == 0).then_some(i as u32),
+            maybe: i.is_multiple_of(3).then_some(i as u32),
             tags: (0..i % 3).map(|t| format!("t{t}")).collect(),
             inner: Inner {
                 x: i as f64 / 4.0,

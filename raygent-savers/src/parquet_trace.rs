@@ -37,7 +37,12 @@ impl ParquetSchema {
             out: &mut ty,
             depth: 0,
         })
-        .map_err(|e| format!("cannot tell the Parquet columns of {}: {e}", std::any::type_name::<T>()))?;
+        .map_err(|e| {
+            format!(
+                "cannot tell the Parquet columns of {}: {e}",
+                std::any::type_name::<T>()
+            )
+        })?;
         Ok(match ty {
             ColumnType::Struct(cols) => ParquetSchema::columns(cols),
             other => ParquetSchema::value(other),
@@ -139,7 +144,11 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         Ok(value)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, ValueError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
         let mut cols: Vec<Column> = (0..len)
             .map(|i| Column::new(i.to_string(), ColumnType::Null))
             .collect();
@@ -200,7 +209,10 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
             .first()
             .ok_or_else(|| err(format!("enum {name} has no variants")))?;
         *self.out = ColumnType::String;
-        visitor.visit_enum(UnitVariant { name, variant: first })
+        visitor.visit_enum(UnitVariant {
+            name,
+            variant: first,
+        })
     }
 
     fn is_human_readable(&self) -> bool {
@@ -237,7 +249,10 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn trace_next<'de, T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, ValueError> {
+    fn trace_next<'de, T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, ValueError> {
         if self.depth >= MAX_DEPTH {
             return Err(err(format!(
                 "it nests more than {MAX_DEPTH} levels deep (a recursive type?); give the schema by hand"
@@ -260,7 +275,10 @@ impl Fields<'_> {
 
 impl<'de> de::MapAccess<'de> for Fields<'_> {
     type Error = ValueError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, ValueError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ValueError> {
         let Some(names) = self.names else {
             return Ok(None);
         };
@@ -269,7 +287,10 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
             None => Ok(None),
         }
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ValueError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ValueError> {
         self.trace_next(seed)
     }
 }
@@ -297,7 +318,10 @@ struct UnitVariant {
 impl<'de> de::EnumAccess<'de> for UnitVariant {
     type Error = ValueError;
     type Variant = UnitVariant;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, UnitVariant), ValueError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, UnitVariant), ValueError> {
         let v = seed.deserialize(self.variant.into_deserializer())?;
         Ok((v, self))
     }
@@ -381,8 +405,14 @@ mod tests {
              many: list<struct<x: float64, tags: list<string>>>, \
              pair: struct<0: uint64, 1: string>, unit: null"
         );
-        assert_eq!(ParquetSchema::of_type::<Vec<f32>>().unwrap().to_string(), "_index: int64, value: list<float64>");
-        assert_eq!(ParquetSchema::of_type::<String>().unwrap().to_string(), "_index: int64, value: string");
+        assert_eq!(
+            ParquetSchema::of_type::<Vec<f32>>().unwrap().to_string(),
+            "_index: int64, value: list<float64>"
+        );
+        assert_eq!(
+            ParquetSchema::of_type::<String>().unwrap().to_string(),
+            "_index: int64, value: string"
+        );
     }
 
     #[test]

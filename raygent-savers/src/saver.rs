@@ -530,7 +530,7 @@ impl DatasetSaver {
             }),
             Err(EncodeFailure::Mismatch(m)) => {
                 let item = index(m.row);
-                Err(Error::Schema {
+                Err(Error::Schema(Box::new(crate::SchemaMismatch {
                     url: url.to_owned(),
                     part,
                     item,
@@ -543,7 +543,7 @@ impl DatasetSaver {
                     },
                     expected: m.expected,
                     found: m.found,
-                })
+                })))
             }
         }
     }
@@ -897,8 +897,8 @@ fn chunk_of(chunks: &std::ops::Range<u64>, items: &std::ops::Range<u64>, item: u
     let k = chunks.end - chunks.start;
     let size = if k == 1 {
         return format!("chunk {}", chunks.start);
-    } else if chunks.start > 0 {
-        Some(items.start / chunks.start)
+    } else if let Some(size) = items.start.checked_div(chunks.start) {
+        Some(size)
     } else {
         // n = (k - 1) * size + last, with 1 <= last <= size.
         let n = items.end - items.start;
