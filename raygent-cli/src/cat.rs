@@ -122,13 +122,17 @@ mod tests {
         csv.write(&mut out, 0, Value::Float(1.5)).unwrap();
         csv.write(&mut out, 1, Value::String("two".into())).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "value\n1.5\ntwo\n");
-        let err = csv
-            .write(
-                &mut Vec::new(),
-                2,
-                serde_json::from_str(r#"{"c": 1}"#).unwrap(),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("result 2"), "{err}");
+        // A struct among plain values is one JSON cell.
+        let mut out = Vec::new();
+        let c: Value = serde_json::from_str(r#"{"c": 1}"#).unwrap();
+        csv.write(&mut out, 2, c.clone()).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "\"{\"\"c\"\":1}\"\n");
+        // A field the header lacks is refused, naming the result.
+        let mut csv = CsvOut::default();
+        let a: Value = serde_json::from_str(r#"{"a": 1}"#).unwrap();
+        csv.write(&mut Vec::new(), 0, a).unwrap();
+        let err = csv.write(&mut Vec::new(), 1, c).unwrap_err();
+        assert!(err.to_string().contains("result 1"), "{err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 }
