@@ -62,6 +62,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -668,15 +669,28 @@ fn build_struct(
     Ok((arrays, nulls_of(valid, any_null)))
 }
 
-/// The properties every part is written with.
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// The properties every part is written with. Dictionary encoding (the
+/// writer's default) stays on where values may repeat, and is off for the
+/// index and top-level float columns, whose values rarely do: there it
+/// would only hash every value until the dictionary overflows.
+fn writer_properties(schema: &ParquetSchema) -> WriterProperties {
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default(),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("raygent {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("raygent {}", env!("CARGO_PKG_VERSION")));
+    if schema.index {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(INDEX_COLUMN), false);
+    }
+    for c in schema
+        .columns
+        .iter()
+        .filter(|c| c.ty == ColumnType::Float64)
+    {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+    }
+    b.build()
 }
 
 /// Why a part could not be encoded.
@@ -784,7 +798,7 @@ fn write_part(
     let mut w = ArrowWriter::try_new(
         Vec::with_capacity(1 << 16),
         arrow,
-        Some(writer_properties()),
+        Some(writer_properties(schema)),
     )
     .map_err(|e| PartError::Parquet(e.to_string()))?;
     if batch.num_rows() > 0 {
