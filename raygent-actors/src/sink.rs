@@ -152,6 +152,9 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             }
             Released::Failed(f) => {
                 self.progress.add_failed();
+                if let Some(saver) = self.saver.as_mut() {
+                    saver.skipped(&f);
+                }
                 let end = f.items.end;
                 self.failed.push(f);
                 end
@@ -188,7 +191,17 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             let _g = span.enter();
             let committed_until = match saver.submit(&batch) {
                 Ok(until) => until,
-                Err(e) => return self.fail_save(e),
+                Err(e) => {
+                    // The batches in flight before this one may still
+                    // commit (this one failed alone, e.g. a result its
+                    // format refused): record them, so a rerun resumes
+                    // after them instead of redoing them.
+                    let flushed = saver.flush().is_ok();
+                    if flushed {
+                        self.commit_until(u64::MAX);
+                    }
+                    return self.fail_save(e);
+                }
             };
             self.in_flight.push_back(InFlight {
                 chunks: self.batch_chunks.clone(),

@@ -52,6 +52,32 @@ pub enum OutputFormat {
     Jsonl,
     /// CSV.
     Csv,
+    /// Parquet: one zstd-compressed file per part, with columns (see
+    /// --result-format), read directly by DuckDB, polars, pandas, Spark.
+    Parquet,
+}
+
+/// How a worker's result lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultFormat {
+    /// Each line is a result as it is, a string (Parquet: one `value` column).
+    Lines,
+    /// Each line is one JSON value (Parquet: an object's keys become columns,
+    /// any other value one `value` column); a line that is not JSON fails its
+    /// chunk.
+    Json,
+}
+
+/// What `raygent cat` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatFormat {
+    /// One result per line: a string as it is, anything else as JSON.
+    Lines,
+    /// JSON Lines: each result as one JSON value (strings quoted).
+    Jsonl,
+    /// CSV with a header row: an object's fields as columns (nested values
+    /// as JSON), any other result one column named `value`.
+    Csv,
 }
 
 /// What to do with a chunk that fails on every attempt.
@@ -105,6 +131,14 @@ pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "cbor")]
     pub format: OutputFormat,
+    /// How the workers' result lines are read: as strings, or each as one
+    /// JSON value (typed columns in Parquet).
+    #[arg(long, value_enum, default_value = "lines")]
+    pub result_format: ResultFormat,
+    /// Parquet: leave out the `_index` column (each result's position in
+    /// the input).
+    #[arg(long)]
+    pub no_index_column: bool,
     /// Results per saved part.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub save_interval: usize,
@@ -151,6 +185,9 @@ pub struct CatArgs {
     /// (naming the missing shards on stderr) instead of refusing.
     #[arg(long)]
     pub partial: bool,
+    /// How to print the results (whatever format stored them).
+    #[arg(long, value_enum, default_value = "lines")]
+    pub format: CatFormat,
 }
 
 /// `raygent slurm`.

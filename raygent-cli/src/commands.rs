@@ -10,12 +10,16 @@ use raygent_actors::{
 use raygent_core::{
     Discard, Error, FailurePolicy, JobReport, RetryPolicy, StopHandle, Task, TaskFactory,
 };
-use raygent_savers::{DatasetReader, Format, Location, SaverOptions};
+use raygent_savers::{DatasetReader, DatasetSaver, Format, Location, SaverOptions, Value};
 use serde::Serialize;
 
-use crate::cli::{CatArgs, CkptAction, CkptArgs, OnFailure, OutputFormat, RunArgs, StatusArgs};
+use crate::cli::{
+    CatArgs, CatFormat, CkptAction, CkptArgs, OnFailure, OutputFormat, ResultFormat, RunArgs,
+    StatusArgs,
+};
 use crate::input::files::Inputs;
 use crate::input::{self, InputFormat, split};
+use crate::json_results::JsonResults;
 use crate::per_item::PerItemTask;
 use crate::progress::Reporter;
 use crate::shard::Layout;
@@ -63,7 +67,7 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
     let shard = crate::shard_run::shard_of(&args)?;
     let pieces =
         split::plan(&inputs, args.input_format, shard).map_err(|e| Failure::usage(anyhow!(e)))?;
-    let identity = format!(
+    let mut identity = format!(
         "command {:?}; input {} ({:?}); per-item {}; shell {}",
         args.command,
         inputs.identity(),
@@ -71,6 +75,10 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         args.per_item,
         args.shell
     );
+    // Only when not the default, so the jobs from before the option resume.
+    if args.result_format == ResultFormat::Json {
+        identity.push_str("; results json");
+    }
     if let Some(shard) = shard {
         return crate::shard_run::run(&args, shard, &inputs, pieces, identity, quiet);
     }
@@ -82,12 +90,23 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<u8, Failure> {
         &args,
         &inputs,
         pieces,
-        out,
+        out.clone(),
         progress_store,
         identity,
         stop,
         quiet,
     )?;
+    // Complete: the last checkpoint says so; the marker goes last. (A
+    // sharded job writes its own, once its last shard is done.)
+    if let Ok(report) = &result {
+        raygent_savers::write_success(&out, report.failed_chunks.len() as u64).map_err(|e| {
+            Failure::failed(anyhow::Error::new(e).context(format!(
+                "the job is complete, but its {} marker could not be written; run the same \
+                 command again to write it",
+                raygent_savers::SUCCESS_MARKER
+            )))
+        })?;
+    }
     finish(result, &args.output, quiet, stream_note(&inputs).as_deref())
 }
 
@@ -132,8 +151,11 @@ pub(crate) fn run_job(
         OutputFormat::Cbor => Format::Cbor,
         OutputFormat::Jsonl => Format::JsonLines,
         OutputFormat::Csv => Format::Csv,
+        OutputFormat::Parquet => Format::Parquet,
     };
-    let mut saver_options = SaverOptions::default().with_format(format);
+    let mut saver_options = SaverOptions::default()
+        .with_format(format)
+        .with_index_column(!args.no_index_column);
     if let Some(bytes) = args.multipart_threshold {
         saver_options =
             saver_options.with_multipart_threshold(usize::try_from(bytes).unwrap_or(usize::MAX));
@@ -165,24 +187,16 @@ pub(crate) fn run_job(
         .map_err(Failure::failed)?;
     }
     let progress = Progress::new();
-    let options = SubmitOptions::new()
-        .with_chunk_size(args.chunk_size)
-        .with_at_once(true)
-        .with_saver(saver)
-        .with_save_interval(args.save_interval)
-        .with_retry(RetryPolicy::new(args.retries))
-        .with_failure_policy(match args.on_failure {
-            OnFailure::Abort => FailurePolicy::Abort,
-            OnFailure::Skip => FailurePolicy::Skip,
-        })
-        .with_stop_handle(stop)
-        .with_progress(progress.clone())
-        .with_checkpoint(
-            ResumeConfig::new(progress_store)
-                .with_fresh(args.fresh)
-                .with_min_interval(args.checkpoint_interval)
-                .with_identity(identity),
-        );
+    let job = JobSettings {
+        args,
+        saver,
+        stop,
+        progress: progress.clone(),
+        resume: ResumeConfig::new(progress_store)
+            .with_fresh(args.fresh)
+            .with_min_interval(args.checkpoint_interval)
+            .with_identity(identity),
+    };
     let n_cores = match (args.workers, args.cores) {
         (Some(w), _) => i64::try_from(w.saturating_mul(args.cores_per_worker)).unwrap_or(i64::MAX),
         (None, Some(c)) => c,
@@ -191,19 +205,30 @@ pub(crate) fn run_job(
     let total = count_records(inputs, &pieces, args.input_format);
     let items = split::items(inputs, pieces, args.input_format);
     let reporter = Reporter::start(progress, total, quiet);
+    let json = args.result_format == ResultFormat::Json;
     let result = if args.per_item {
         let task = PerItemTask {
             command: args.command.clone(),
             shell: args.shell,
             timeout: args.timeout,
         };
-        execute(
-            move || task.clone(),
-            n_cores,
-            args.cores_per_worker,
-            items,
-            options,
-        )
+        if json {
+            execute(
+                move || JsonResults(task.clone()),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        } else {
+            execute(
+                move || task.clone(),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        }
     } else {
         let (program, rest) = args
             .command
@@ -219,13 +244,24 @@ pub(crate) fn run_job(
         if let Some(m) = args.memory_limit {
             cmd = cmd.memory_limit(m);
         }
-        execute(
-            cmd.factory(),
-            n_cores,
-            args.cores_per_worker,
-            items,
-            options,
-        )
+        if json {
+            let factory = cmd.factory();
+            execute(
+                move || JsonResults(factory()),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        } else {
+            execute(
+                cmd.factory(),
+                n_cores,
+                args.cores_per_worker,
+                items,
+                job.options(),
+            )
+        }
     };
     drop(reporter);
     tracing::info!(
@@ -236,16 +272,45 @@ pub(crate) fn run_job(
     Ok(result)
 }
 
-fn execute<F>(
+/// What every job's options are built from, whatever its result type.
+struct JobSettings<'a> {
+    args: &'a RunArgs,
+    saver: DatasetSaver,
+    stop: StopHandle,
+    progress: Progress,
+    resume: ResumeConfig,
+}
+
+impl JobSettings<'_> {
+    fn options<O: Serialize + Send + 'static>(self) -> SubmitOptions<O> {
+        let args = self.args;
+        SubmitOptions::new()
+            .with_chunk_size(args.chunk_size)
+            .with_at_once(true)
+            .with_saver(self.saver)
+            .with_save_interval(args.save_interval)
+            .with_retry(RetryPolicy::new(args.retries))
+            .with_failure_policy(match args.on_failure {
+                OnFailure::Abort => FailurePolicy::Abort,
+                OnFailure::Skip => FailurePolicy::Skip,
+            })
+            .with_stop_handle(self.stop)
+            .with_progress(self.progress)
+            .with_checkpoint(self.resume)
+    }
+}
+
+fn execute<F, O>(
     factory: F,
     n_cores: i64,
     cores_per_worker: usize,
     items: impl Iterator<Item = Result<String, input::RecordError>>,
-    options: SubmitOptions<String>,
+    options: SubmitOptions<O>,
 ) -> Result<JobReport, Error>
 where
     F: TaskFactory,
-    F::Task: Task<Input = String, Output = String>,
+    F::Task: Task<Input = String, Output = O>,
+    O: Send + 'static,
 {
     let mut manager = TaskManager::with_handler(factory, Discard)
         .with_n_cores(n_cores)
@@ -317,31 +382,61 @@ pub(crate) fn finish(
     }
 }
 
-/// Writes every result of `reader` to `w`, one per line; `Ok(true)` when
-/// the reader of stdout went away (`raygent cat out | head`).
-pub(crate) fn print_results(
-    reader: &DatasetReader,
-    url: &str,
-    w: &mut impl Write,
-) -> Result<bool, Failure> {
-    for r in reader.iter::<serde_json::Value>() {
-        let v = r
-            .with_context(|| format!("reading {url}"))
-            .map_err(Failure::failed)?;
-        let written = match v {
-            serde_json::Value::String(s) => writeln!(w, "{s}"),
-            other => writeln!(w, "{other}"),
-        };
-        if let Err(e) = written {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(true);
-            }
-            return Err(Failure::failed(
-                anyhow::Error::new(e).context("writing to stdout"),
-            ));
+/// Prints results one per line in the format `raygent cat --format` asks
+/// for, across one or several datasets (the shards of a job, in order): a
+/// CSV header is written once, before the first result.
+pub(crate) struct Printer {
+    format: CatFormat,
+    csv: Option<crate::cat::CsvOut>,
+    index: usize,
+}
+
+impl Printer {
+    pub(crate) fn new(format: CatFormat) -> Self {
+        Printer {
+            format,
+            csv: (format == CatFormat::Csv).then(crate::cat::CsvOut::default),
+            index: 0,
         }
     }
-    Ok(false)
+
+    /// Writes every result of `reader` to `w`; `Ok(true)` when the reader
+    /// of stdout went away (`raygent cat out | head`).
+    pub(crate) fn print(
+        &mut self,
+        reader: &DatasetReader,
+        url: &str,
+        w: &mut impl Write,
+    ) -> Result<bool, Failure> {
+        for r in reader.iter::<Value>() {
+            let v = r
+                .with_context(|| format!("reading {url}"))
+                .map_err(Failure::failed)?;
+            let i = self.index;
+            self.index += 1;
+            let written = match (&mut self.csv, self.format, v) {
+                (Some(csv), _, v) => csv.write(w, i, v),
+                (None, CatFormat::Lines, Value::String(s)) => writeln!(w, "{s}"),
+                (None, _, other) => serde_json::to_writer(&mut *w, &other)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| writeln!(w)),
+            };
+            if let Err(e) = written {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(true);
+                }
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    return Err(Failure::usage(
+                        anyhow::Error::new(e).context(format!("printing {url} as CSV")),
+                    ));
+                }
+                return Err(Failure::failed(
+                    anyhow::Error::new(e).context("writing to stdout"),
+                ));
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// `raygent cat`.
@@ -350,15 +445,16 @@ pub fn cat(args: CatArgs) -> Result<u8, Failure> {
     // A job record that cannot be read is left to the plain reader, whose
     // error names the cause (a missing bucket, refused credentials).
     let layout = Layout::new(out.clone()).map_err(Failure::failed)?;
+    let mut printer = Printer::new(args.format);
     if let Ok(Some(job)) = layout.job() {
-        return crate::shard_view::cat(&layout, &args.url, &job, args.partial);
+        return crate::shard_view::cat(&layout, &args.url, &job, args.partial, &mut printer);
     }
     let reader = DatasetReader::open_location(out)
         .with_context(|| format!("cannot open the results at {}", args.url))
         .map_err(Failure::usage)?;
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
-    if print_results(&reader, &args.url, &mut w)? {
+    if printer.print(&reader, &args.url, &mut w)? {
         return Ok(exit::DONE);
     }
     match w.flush() {

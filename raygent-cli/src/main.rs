@@ -13,9 +13,11 @@ macro_rules! say {
     }};
 }
 
+mod cat;
 mod cli;
 mod commands;
 mod input;
+mod json_results;
 mod k8s;
 mod per_item;
 mod progress;

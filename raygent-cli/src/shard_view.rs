@@ -349,7 +349,13 @@ pub fn status(layout: &Layout, url: &str, job: &JobRecord, json: bool) -> Result
 
 /// `raygent cat` of a sharded job: every shard's results in shard order,
 /// which is input order.
-pub fn cat(layout: &Layout, url: &str, job: &JobRecord, partial: bool) -> Result<u8, Failure> {
+pub fn cat(
+    layout: &Layout,
+    url: &str,
+    job: &JobRecord,
+    partial: bool,
+    printer: &mut crate::commands::Printer,
+) -> Result<u8, Failure> {
     let done = layout.done_shards(job.shards).map_err(Failure::failed)?;
     let missing: Vec<u32> = (0..job.shards).filter(|s| !done.contains(s)).collect();
     let mut open = std::collections::BTreeMap::new();
@@ -415,7 +421,7 @@ pub fn cat(layout: &Layout, url: &str, job: &JobRecord, partial: bool) -> Result
                 ));
             }
         };
-        if crate::commands::print_results(&reader, &dir, &mut w)? {
+        if printer.print(&reader, &dir, &mut w)? {
             return Ok(exit::DONE);
         }
     }

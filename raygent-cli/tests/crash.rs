@@ -335,6 +335,71 @@ fn sigkill_at_random_instants_on_local_disk() {
     );
 }
 
+/// The same with `--format parquet` (and JSON results, so the parts have
+/// typed columns): exact output, no stray part, and `_SUCCESS` never
+/// present for an incomplete job (a kill may land after it was written,
+/// when the job was already complete).
+#[test]
+fn sigkill_at_random_instants_with_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), "input.txt", 5000);
+    let json: &[&str] = &[
+        "sh",
+        "-c",
+        "while read x; do echo \"{\\\"x\\\": $x, \\\"sq\\\": $((x*x)), \\\"s\\\": \\\"n$x\\\"}\"; done",
+    ];
+    let args: Vec<&str> = ARGS
+        .iter()
+        .copied()
+        .chain(["--format", "parquet", "--result-format", "json"])
+        .collect();
+    let reference = Job::local(&tmp.path().join("ref"), &input, json, &args);
+    let span = reference.run();
+    let expected = reference.cat();
+    assert_eq!(lines(&expected), 5000);
+    assert!(expected.starts_with(b"{\"x\":1,\"sq\":1,\"s\":\"n1\"}\n"));
+    let root = tmp.path().to_path_buf();
+    let mut killed = 0;
+    let mut span = span;
+    let n = trials(12);
+    for trial in 0..n {
+        let dir = root.join(format!("t{trial}"));
+        let job = Job::local(&dir, &input, json, &args);
+        let delay = span.mul_f64(kill_fraction(trial));
+        let (pid, exited, _lines) = job.spawn(None);
+        match exited.recv_timeout(delay) {
+            Ok(status) => {
+                assert!(status.success(), "trial {trial}: {status}");
+                span = span.mul_f64(0.7);
+            }
+            Err(_) => {
+                kill9(pid);
+                if exited.recv().unwrap().code().is_none() {
+                    killed += 1;
+                }
+            }
+        }
+        if dir.join("_SUCCESS").exists() {
+            // Only a complete job has it: then its output is all there.
+            assert!(
+                job.cat() == expected,
+                "trial {trial}: _SUCCESS on an incomplete job"
+            );
+        }
+        job.run();
+        assert!(dir.join("_SUCCESS").is_file(), "trial {trial}");
+        assert!(
+            job.cat() == expected,
+            "trial {trial} (killed after {delay:?}): the output differs from an uninterrupted run's"
+        );
+        assert_no_stray_parts(&dir);
+    }
+    assert!(
+        killed * 2 >= n,
+        "only {killed} of {n} trials were killed before the job ended"
+    );
+}
+
 #[test]
 fn sigkill_at_random_instants_on_s3() {
     let s3 = S3Server::shared();

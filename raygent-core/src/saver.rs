@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use crate::SaveError;
+use crate::{FailedChunk, SaveError};
 
 /// A batch of results handed to a [`Saver`]: whole chunks, in input order.
 #[derive(Debug)]
@@ -95,6 +95,15 @@ pub trait Saver<T>: Send + 'static {
     /// they are never replaced silently. Defaults to doing nothing.
     fn check_empty(&mut self) -> Result<(), SaveError> {
         Ok(())
+    }
+
+    /// Told, in input order, about each chunk skipped under a skip failure
+    /// policy, before the batch that covers it is submitted: that batch has
+    /// no results for the chunk's items. A saver that records each result's
+    /// input position (the Parquet saver's `_index` column) needs this to
+    /// place the results of the other chunks. Defaults to doing nothing.
+    fn skipped(&mut self, chunk: &FailedChunk) {
+        let _ = chunk;
     }
 
     /// A short description recorded in checkpoints (format and location), so

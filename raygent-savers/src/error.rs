@@ -104,6 +104,13 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A result does not fit the dataset's Parquet schema (feature
+    /// `parquet`): the schema is fixed by the first part with results, and
+    /// only an integer into a float column, or a null into any column, is
+    /// widened.
+    #[error("{0}")]
+    Schema(Box<SchemaMismatch>),
+
     /// A committed part does not match its commit record, or cannot be decoded.
     #[error("part {part} of {url} is corrupt: {reason}")]
     Corrupt {
@@ -152,7 +159,7 @@ pub enum Error {
     },
 
     /// A format name that is not known.
-    #[error("unknown format {0:?}: expected cbor, jsonl or csv")]
+    #[error("unknown format {0:?}: expected cbor, jsonl, csv or parquet")]
     UnknownFormat(String),
 
     /// A part was written by a format version this crate cannot read.
@@ -220,6 +227,48 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
 }
 
+/// What [`Error::Schema`] reports: the result, where it is, and the two
+/// types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaMismatch {
+    /// The location's URL.
+    pub url: String,
+    /// The part that was being written.
+    pub part: String,
+    /// The input position of the result.
+    pub item: u64,
+    /// The chunk holding it: `chunk 12`, or `one of chunks 0..3` where the
+    /// batch does not say.
+    pub chunk: String,
+    /// The field's path (`a.b`, `tags[]`), empty for the result itself.
+    pub field: String,
+    /// What the type was checked against: `the job's schema (fixed by its
+    /// first part) has`, or, in the first part, `the results before it in
+    /// the job's first part have`.
+    pub against: &'static str,
+    /// The schema's type (`int64`, `struct<x: float64>`, `no such column`).
+    pub expected: String,
+    /// The result's type (`string`, `float64`, ...).
+    pub found: String,
+}
+
+impl std::fmt::Display for SchemaMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = if self.field.is_empty() {
+            "the result itself".to_owned()
+        } else {
+            format!("field `{}`", self.field)
+        };
+        write!(
+            f,
+            "result of item {} ({}) does not fit the Parquet schema of {}: {field}: {} {}, this \
+             result has {}; part {} was not written",
+            self.item, self.chunk, self.url, self.against, self.expected, self.found, self.part
+        )
+    }
+}
+
 impl Error {
     pub(crate) fn store(
         url: &str,
@@ -270,6 +319,10 @@ impl From<Error> for SaveError {
                 ref url, ref part, ..
             } => SaveError::Encode {
                 location: format!("{}/{part}", url.trim_end_matches('/')),
+                source: Box::new(e),
+            },
+            Error::Schema(ref m) => SaveError::Encode {
+                location: format!("{}/{}", m.url.trim_end_matches('/'), m.part),
                 source: Box::new(e),
             },
             Error::Hdf5 {

@@ -23,6 +23,18 @@ pub struct PartParams {
     /// with field names, i.e. structs or maps).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub header: bool,
+    /// Parquet: the part's first column is `_index`, each result's position
+    /// in the input.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub index_column: bool,
+    /// Parquet: the results are plain values in one column named `value`
+    /// (not structs, one column per field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_column: bool,
+    /// Parquet: the dataset's schema (a `ParquetSchema`), recorded by the
+    /// first part that holds results, which fixed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// The iterator a format's decoder returns: results, or a message saying
@@ -70,6 +82,50 @@ pub struct JsonLines;
 /// scalars and tuples do not. Nested values are not supported by CSV.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Csv;
+
+/// Parquet (feature `parquet`): one Parquet file per part, zstd-compressed,
+/// with column statistics; see the [`parquet`](crate::parquet) module.
+///
+/// Used on its own, each part's schema comes from its results, with no
+/// `_index` column; a [`DatasetSaver`](crate::DatasetSaver) fixes the schema
+/// by the dataset's first part and adds `_index`.
+#[cfg(feature = "parquet")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parquet;
+
+#[cfg(feature = "parquet")]
+impl PartFormat for Parquet {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn extension(&self) -> &'static str {
+        "parquet"
+    }
+    fn encode<T: Serialize, W: Write>(
+        &self,
+        results: &[T],
+        mut out: W,
+        params: &mut PartParams,
+    ) -> Result<(), String> {
+        let bytes = crate::parquet::ParquetEncoder::default()
+            .encode(results, None, params)
+            .map_err(|e| match e {
+                crate::parquet::EncodeFailure::Mismatch(m) => m.to_string(),
+                crate::parquet::EncodeFailure::Other(m) => m,
+            })?;
+        out.write_all(&bytes).map_err(|e| e.to_string())
+    }
+    fn decode<T: DeserializeOwned + 'static>(
+        &self,
+        part: Bytes,
+        params: &PartParams,
+    ) -> DecodeIter<T> {
+        crate::parquet::decode(part, params)
+    }
+}
 
 impl PartFormat for Cbor {
     fn name(&self) -> &'static str {
@@ -218,11 +274,23 @@ pub enum Format {
     JsonLines,
     /// [`Csv`].
     Csv,
+    /// [`Parquet`] (feature `parquet`).
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 impl Format {
     /// Every format, for tests and help texts.
+    #[cfg(not(feature = "parquet"))]
     pub const ALL: [Format; 3] = [Format::Cbor, Format::JsonLines, Format::Csv];
+    /// Every format, for tests and help texts.
+    #[cfg(feature = "parquet")]
+    pub const ALL: [Format; 4] = [
+        Format::Cbor,
+        Format::JsonLines,
+        Format::Csv,
+        Format::Parquet,
+    ];
 
     /// The format named `name` at `version`, as found in a commit record.
     pub fn from_record(name: &str, version: u32) -> Option<Format> {
@@ -244,6 +312,11 @@ macro_rules! dispatch {
             }
             Format::Csv => {
                 let $f = Csv;
+                $e
+            }
+            #[cfg(feature = "parquet")]
+            Format::Parquet => {
+                let $f = Parquet;
                 $e
             }
         }
@@ -290,6 +363,8 @@ impl FromStr for Format {
             "cbor" => Ok(Format::Cbor),
             "jsonl" | "jsonlines" | "json-lines" | "ndjson" => Ok(Format::JsonLines),
             "csv" => Ok(Format::Csv),
+            #[cfg(feature = "parquet")]
+            "parquet" | "pq" => Ok(Format::Parquet),
             _ => Err(Error::UnknownFormat(s.to_owned())),
         }
     }

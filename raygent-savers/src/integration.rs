@@ -481,4 +481,218 @@ pub fn run_all(new: NewLocation<'_>) {
     orphan_part_ignored_and_removed(new);
     corrupted_part_reported_by_name(new);
     existing_dataset_is_protected(new);
+    success_marker_lifecycle(new);
+    #[cfg(feature = "parquet")]
+    parquet_index_schema_and_resume(new);
+}
+
+/// The `_SUCCESS` marker, for every format: refused before the dataset is
+/// finished, written after; a resume and a fresh job's first write delete it.
+pub fn success_marker_lifecycle(new: NewLocation<'_>) {
+    use crate::{SUCCESS_MARKER, read_success, write_success};
+    for format in Format::ALL {
+        let loc = new();
+        let mut saver = DatasetSaver::new(loc.clone(), opts(format)).unwrap();
+        saver
+            .save_batch(&Batch {
+                chunks: 0..1,
+                items: 0..3,
+                results: &rows(0, 3),
+            })
+            .unwrap();
+        assert!(write_success(&loc, 0).is_err(), "{format}: not finished");
+        assert!(!objects(&loc).contains(&SUCCESS_MARKER.to_owned()));
+        saver.finish_dataset().unwrap();
+        let record = write_success(&loc, 1).unwrap();
+        assert_eq!((record.results, record.parts, record.chunks), (3, 1, 1));
+        assert_eq!(record.failed_chunks, 1);
+        assert_eq!(record.format, format.name());
+        assert_eq!(read_success(&loc).unwrap(), Some(record));
+        // A resume (of a finished job too) deletes it: the job runs again.
+        let mut again = DatasetSaver::new(loc.clone(), opts(format)).unwrap();
+        again
+            .resume_at(&ResumePoint {
+                next_chunk: 1,
+                next_item: 3,
+            })
+            .unwrap();
+        assert_eq!(read_success(&loc).unwrap(), None, "{format}");
+        again.finish_dataset().unwrap();
+        write_success(&loc, 0).unwrap();
+        // A fresh job told to overwrite deletes it before anything else.
+        let mut fresh = DatasetSaver::new(loc.clone(), opts(format).with_overwrite(true)).unwrap();
+        fresh
+            .save_batch(&Batch {
+                chunks: 0..1,
+                items: 0..1,
+                results: &rows(0, 1),
+            })
+            .unwrap();
+        assert_eq!(read_success(&loc).unwrap(), None, "{format}");
+        // Without overwrite, a marker alone makes the location not empty.
+        let only_marker = new();
+        put_object(&only_marker, SUCCESS_MARKER, Vec::new());
+        let mut refused = DatasetSaver::new(only_marker.clone(), opts(format)).unwrap();
+        let err = refused
+            .save_batch(&Batch {
+                chunks: 0..1,
+                items: 0..1,
+                results: &rows(0, 1),
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::NotEmpty { .. }), "{err:?}");
+    }
+}
+
+/// Parquet: `_index` holds each result's input position (skipped chunks
+/// leave gaps), the schema is recorded with the first part and restored on
+/// resume, a result that does not fit is refused naming the item, chunk,
+/// field and both types, and a part with no results is empty.
+#[cfg(feature = "parquet")]
+pub fn parquet_index_schema_and_resume(new: NewLocation<'_>) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use raygent_core::{FailedChunk, Saver};
+
+    use crate::{INDEX_COLUMN, ParquetSchema, Value};
+
+    let loc = new();
+    let options = opts(Format::Parquet);
+    let skip = |saver: &mut DatasetSaver, index: u64, items: std::ops::Range<u64>| {
+        Saver::<Row>::skipped(
+            saver,
+            &FailedChunk {
+                index,
+                items,
+                attempts: 1,
+                error: "boom".into(),
+            },
+        );
+    };
+    let mut saver = DatasetSaver::new(loc.clone(), options.clone()).unwrap();
+    // Chunks of 2 items: chunk 0 and 1 skipped in the first part (no
+    // results: an empty object), chunk 3 skipped inside the second.
+    skip(&mut saver, 0, 0..2);
+    skip(&mut saver, 1, 2..4);
+    let empty = saver
+        .save_batch(&Batch {
+            chunks: 0..2,
+            items: 0..4,
+            results: &Vec::<Row>::new(),
+        })
+        .unwrap();
+    assert_eq!(empty.part, format!("part-{:020}-{:020}.empty", 0, 2));
+    assert_eq!(empty.bytes, 0);
+    skip(&mut saver, 3, 6..8);
+    let second = [rows(4, 2), rows(8, 2)].concat();
+    saver
+        .save_batch(&Batch {
+            chunks: 2..5,
+            items: 4..10,
+            results: &second,
+        })
+        .unwrap();
+    // With the schema known, an empty part is a Parquet file of no rows.
+    skip(&mut saver, 5, 10..12);
+    let third = saver
+        .save_batch(&Batch {
+            chunks: 5..6,
+            items: 10..12,
+            results: &Vec::<Row>::new(),
+        })
+        .unwrap();
+    assert_eq!(third.part, format!("part-{:020}-{:020}.parquet", 5, 6));
+    let reader = DatasetReader::open_location(loc.clone()).unwrap();
+    let schema = ParquetSchema::of_dataset(&reader).unwrap().unwrap();
+    assert_eq!(
+        schema.to_string(),
+        "_index: int64, id: uint64, name: string, score: float64, ok: bool"
+    );
+    let batches = reader.record_batches(&reader.parts()[1]).unwrap();
+    let index: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name(INDEX_COLUMN).unwrap();
+            col.as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect();
+    assert_eq!(index, [4, 5, 8, 9]);
+    assert!(
+        reader
+            .record_batches(&reader.parts()[0])
+            .unwrap()
+            .is_empty()
+    );
+    let back: Vec<Row> = reader.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back, second);
+
+    // Resume after the second part: the schema comes back from the records.
+    drop(saver);
+    let mut saver = DatasetSaver::new(loc.clone(), options.clone()).unwrap();
+    saver
+        .resume_at(&ResumePoint {
+            next_chunk: 5,
+            next_item: 10,
+        })
+        .unwrap();
+    let mut bad: Vec<Value> = rows(10, 3)
+        .iter()
+        .map(|r| crate::to_value(r).unwrap())
+        .collect();
+    let Value::Map(fields) = &mut bad[2] else {
+        panic!()
+    };
+    fields[2].1 = Value::String("high".into());
+    let err = saver
+        .save_batch(&Batch {
+            chunks: 5..7,
+            items: 10..13,
+            results: &bad,
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Schema(_)), "{err:?}");
+    let msg = err.to_string();
+    for needle in [
+        "item 12",
+        "chunk 6",
+        "field `score`",
+        "float64",
+        "this result has string",
+        "part-00000000000000000005-00000000000000000007.parquet",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in: {msg}");
+    }
+    // Fixed: the same part saves, ints into the float column.
+    let Value::Map(fields) = &mut bad[2] else {
+        panic!()
+    };
+    fields[2].1 = Value::Int(3);
+    let mut fixed = DatasetSaver::new(loc.clone(), options).unwrap();
+    fixed
+        .resume_at(&ResumePoint {
+            next_chunk: 5,
+            next_item: 10,
+        })
+        .unwrap();
+    fixed
+        .save_batch(&Batch {
+            chunks: 5..7,
+            items: 10..13,
+            results: &bad,
+        })
+        .unwrap();
+    fixed.finish_dataset().unwrap();
+    let back: Vec<Row> = read_all(&loc);
+    assert_eq!(back.len(), 7);
+    assert_eq!(back[6].score, 3.0);
+    // Resuming with the index column switched off is refused.
+    let mut other =
+        DatasetSaver::new(loc.clone(), opts(Format::Parquet).with_index_column(false)).unwrap();
+    let err = other
+        .resume_at(&ResumePoint {
+            next_chunk: 7,
+            next_item: 13,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("_index"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Savers and readers for raygent: results saved as immutable parts in CBOR,
-//! JSON Lines or CSV, on local disk, S3 or in memory, committed exactly once.
+//! JSON Lines, CSV or (feature `parquet`) Parquet, on local disk, S3 or in
+//! memory, committed exactly once.
 //!
 //! A [`DatasetSaver`] implements [`raygent_core::Saver`]: each batch becomes
 //! one part named after its chunk range, then a commit record in
@@ -45,17 +46,31 @@ mod hdf5;
 #[cfg(feature = "integration")]
 pub mod integration;
 mod manifest;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+#[cfg(feature = "parquet")]
+mod parquet_trace;
 mod reader;
 mod saver;
+mod success;
+mod value;
 
 pub use crate::destination::{Location, S3Options};
-pub use crate::error::Error;
+pub use crate::error::{Error, SchemaMismatch};
+#[cfg(feature = "parquet")]
+pub use crate::format::Parquet;
 pub use crate::format::{Cbor, Csv, DecodeIter, Format, JsonLines, PartFormat, PartParams};
 #[cfg(feature = "hdf5")]
 pub use crate::hdf5::{CHUNK_ENDS_SUFFIX, H5Type, Hdf5Mode, Hdf5Options, Hdf5Saver, read_hdf5};
-pub use crate::manifest::{COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo};
+pub use crate::manifest::{
+    COMPLETE_RECORD, MANIFEST_DIR, MANIFEST_VERSION, PartInfo, SUCCESS_MARKER,
+};
+#[cfg(feature = "parquet")]
+pub use crate::parquet::{Column, ColumnType, INDEX_COLUMN, ParquetSchema, VALUE_COLUMN};
 pub use crate::reader::{DatasetReader, PartResults, Results};
 pub use crate::saver::{
     DEFAULT_MULTIPART_THRESHOLD, DatasetSaver, LOCAL_MULTIPART_THRESHOLD, MIN_MULTIPART_PIECE,
     SaverOptions, SaverStats,
 };
+pub use crate::success::{SuccessRecord, read_success, remove_success, write_success};
+pub use crate::value::{Key, Value, ValueError, to_value};

@@ -26,6 +26,9 @@ use crate::{Error, Location};
 pub const MANIFEST_DIR: &str = "_manifest";
 /// The record `finish()` writes, relative to the dataset's location.
 pub const COMPLETE_RECORD: &str = "_manifest/_complete.json";
+/// The marker a job writes last, once it is complete (see
+/// [`write_success`](crate::write_success)), relative to the dataset's location.
+pub const SUCCESS_MARKER: &str = "_SUCCESS";
 /// The version of the commit record layout.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -126,11 +129,13 @@ pub(crate) struct Listing {
     pub parts: Vec<Named>,
     /// Whether `_manifest/_complete.json` exists.
     pub complete: bool,
+    /// Whether `_SUCCESS` exists.
+    pub success: bool,
 }
 
 impl Listing {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.parts.is_empty() && !self.complete
+        self.records.is_empty() && self.parts.is_empty() && !self.complete && !self.success
     }
 }
 
@@ -154,6 +159,8 @@ pub(crate) async fn list(loc: &Location) -> Result<Listing, Error> {
     for name in list_names(loc, loc).await? {
         if let Some((chunks, _)) = parse_stem(&name) {
             out.parts.push(Named { chunks, name });
+        } else if name == SUCCESS_MARKER {
+            out.success = true;
         }
     }
     for name in list_names(loc, &loc.child(MANIFEST_DIR)).await? {

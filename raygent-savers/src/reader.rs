@@ -223,6 +223,35 @@ impl DatasetReader {
         })
     }
 
+    /// A Parquet part's rows as Arrow record batches, `_index` included
+    /// (feature `parquet`), after checking its bytes. An empty part (all its
+    /// chunks skipped) has none.
+    #[cfg(feature = "parquet")]
+    pub fn record_batches(&self, part: &PartInfo) -> Result<Vec<arrow_array::RecordBatch>, Error> {
+        let bytes = self.read_part(part)?;
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let corrupt = |e: parquet::errors::ParquetError| {
+            Error::corrupt(
+                self.url(),
+                &part.part,
+                format!("not a readable Parquet file: {e}"),
+            )
+        };
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(corrupt)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::corrupt(
+                    self.url(),
+                    &part.part,
+                    format!("not a readable Parquet file: {e}"),
+                )
+            })
+    }
+
     /// Every committed result, in input order, streaming part by part.
     ///
     /// Any type the results deserialize into works: the type they were saved

@@ -7,12 +7,13 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use raygent_core::{Batch, ResumePoint, SaveError, Saver};
+use raygent_core::{Batch, FailedChunk, ResumePoint, SaveError, Saver};
 use serde::Serialize;
 
 use crate::format::{Format, PartFormat, PartParams};
 use crate::manifest::{
-    self, COMPLETE_RECORD, CompleteRecord, MANIFEST_VERSION, PartInfo, part_stem, record_name,
+    self, COMPLETE_RECORD, CompleteRecord, MANIFEST_VERSION, PartInfo, SUCCESS_MARKER, part_stem,
+    record_name,
 };
 use crate::{Error, Location, S3Options};
 
@@ -52,6 +53,9 @@ pub struct SaverOptions {
     saves_in_flight: usize,
     overwrite: bool,
     check_writable: bool,
+    index_column: bool,
+    #[cfg(feature = "parquet")]
+    parquet_schema: Option<crate::parquet::ParquetSchema>,
     s3: S3Options,
 }
 
@@ -65,6 +69,9 @@ impl Default for SaverOptions {
             saves_in_flight: 2,
             overwrite: false,
             check_writable: true,
+            index_column: true,
+            #[cfg(feature = "parquet")]
+            parquet_schema: None,
             s3: S3Options::default(),
         }
     }
@@ -113,6 +120,27 @@ impl SaverOptions {
     pub fn with_check_writable(mut self, check: bool) -> Self {
         self.check_writable = check;
         self
+    }
+    /// Parquet: whether each part's first column is `_index`, each result's
+    /// position in the input (default `true`), so that results can be
+    /// joined back to the input whatever order a reader returns them in.
+    /// Other formats keep results in input order and have no such column.
+    pub fn with_index_column(mut self, on: bool) -> Self {
+        self.index_column = on;
+        self
+    }
+    /// Parquet (feature `parquet`): the dataset's schema, given up front
+    /// instead of inferred from its first part (its `_index` setting is
+    /// [`with_index_column`](Self::with_index_column)'s). A resumed job
+    /// must give the schema it started with.
+    #[cfg(feature = "parquet")]
+    pub fn with_parquet_schema(mut self, schema: crate::parquet::ParquetSchema) -> Self {
+        self.parquet_schema = Some(schema);
+        self
+    }
+    /// Whether Parquet parts have the `_index` column.
+    pub fn index_column(&self) -> bool {
+        self.index_column
     }
     /// S3 settings used by [`DatasetSaver::create`] for `s3://` URLs.
     pub fn with_s3(mut self, s3: S3Options) -> Self {
@@ -185,6 +213,11 @@ pub struct DatasetSaver {
     /// The size of the last part, to size the next part's buffer.
     size_hint: usize,
     stats: SaverStats,
+    /// The item ranges of skipped chunks not yet in a submitted batch.
+    skipped: Vec<std::ops::Range<u64>>,
+    /// Parquet: the schema fixed by the dataset's first part.
+    #[cfg(feature = "parquet")]
+    parquet: crate::parquet::ParquetEncoder,
 }
 
 /// A part whose upload and commit record run in the background.
@@ -243,7 +276,6 @@ impl DatasetSaver {
                 });
         Ok(DatasetSaver {
             location,
-            options,
             multipart_threshold,
             rt,
             next_chunk: 0,
@@ -257,6 +289,10 @@ impl DatasetSaver {
             abandoned: Vec::new(),
             size_hint: 0,
             stats: SaverStats::default(),
+            skipped: Vec::new(),
+            #[cfg(feature = "parquet")]
+            parquet: preset_schema(&options),
+            options,
         })
     }
 
@@ -329,8 +365,17 @@ impl DatasetSaver {
         }
         let format = self.options.format;
         let stem = part_stem(&chunks);
-        let part = format!("{stem}.{}", format.extension());
         let mut params = PartParams::default();
+        let skipped = self.take_skipped(&batch.items);
+        // Parquet parts are built whole in memory (the writer needs the
+        // whole row group), then stream into the sink like the others.
+        let encoded = self.encode_parquet(batch, &skipped, &stem, &mut params)?;
+        let part = match &encoded {
+            // No result has fixed the schema yet and this part has none:
+            // no Parquet file (it would have another schema), an empty object.
+            Some(bytes) if bytes.is_empty() => format!("{stem}.empty"),
+            _ => format!("{stem}.{}", format.extension()),
+        };
         let store = Arc::clone(self.location.store());
         let part_path = self.location.path(&part);
         let threshold = self.multipart_threshold;
@@ -351,7 +396,11 @@ impl DatasetSaver {
         // Encoding streams into the sink, which starts a multipart upload
         // once the part outgrows the threshold and uploads pieces in the
         // background while encoding goes on.
-        if let Err(message) = format.encode(batch.results, &mut sink, &mut params) {
+        let encoded = match encoded {
+            Some(bytes) => std::io::Write::write_all(&mut sink, &bytes).map_err(|e| e.to_string()),
+            None => format.encode(batch.results, &mut sink, &mut params),
+        };
+        if let Err(message) = encoded {
             let store_error = sink.error.take();
             sink.abort();
             return Err(match store_error {
@@ -429,6 +478,85 @@ impl DatasetSaver {
         self.next_chunk = chunks.end;
         self.next_item = batch.items.end;
         Ok(self.committed_until)
+    }
+
+    /// The item ranges of the skipped chunks inside `items` (told by
+    /// [`Saver::skipped`]), removed from the pending list.
+    fn take_skipped(&mut self, items: &std::ops::Range<u64>) -> Vec<std::ops::Range<u64>> {
+        let (inside, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.skipped)
+            .into_iter()
+            .filter(|r| r.end > items.start)
+            .partition(|r| r.start < items.end);
+        self.skipped = later;
+        inside
+    }
+
+    /// Parquet: the part's bytes (`Some`), else `None` for the other
+    /// formats, which encode while streaming.
+    #[cfg(feature = "parquet")]
+    fn encode_parquet<T: Serialize>(
+        &mut self,
+        batch: &Batch<'_, T>,
+        skipped: &[std::ops::Range<u64>],
+        stem: &str,
+        params: &mut PartParams,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        use crate::parquet::EncodeFailure;
+        if self.options.format != Format::Parquet {
+            return Ok(None);
+        }
+        let url = self.location.url();
+        let part = format!("{stem}.parquet");
+        let positions =
+            positions(&batch.items, skipped, batch.results.len()).map_err(|reason| {
+                Error::Usage {
+                    url: url.to_owned(),
+                    reason: format!("batch of chunks {:?}: {reason}", batch.chunks),
+                }
+            })?;
+        let index = |i: usize| positions.get(i).copied().unwrap_or_default();
+        let first_part = self.parquet.schema.is_none();
+        let with_index: Option<&dyn Fn(usize) -> u64> = self
+            .options
+            .index_column
+            .then_some(&index as &dyn Fn(usize) -> u64);
+        match self.parquet.encode(batch.results, with_index, params) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(EncodeFailure::Other(message)) => Err(Error::Encode {
+                url: url.to_owned(),
+                part,
+                format: "parquet",
+                source: message.into(),
+            }),
+            Err(EncodeFailure::Mismatch(m)) => {
+                let item = index(m.row);
+                Err(Error::Schema(Box::new(crate::SchemaMismatch {
+                    url: url.to_owned(),
+                    part,
+                    item,
+                    chunk: chunk_of(&batch.chunks, &batch.items, item),
+                    field: m.path,
+                    against: if first_part {
+                        "the results before it in the job's first part have"
+                    } else {
+                        "the job's schema (fixed by its first part) has"
+                    },
+                    expected: m.expected,
+                    found: m.found,
+                })))
+            }
+        }
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    fn encode_parquet<T: Serialize>(
+        &mut self,
+        _: &Batch<'_, T>,
+        _: &[std::ops::Range<u64>],
+        _: &str,
+        _: &mut PartParams,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        Ok(None)
     }
 
     /// [`Saver::flush`] with this crate's error type: waits until every
@@ -514,6 +642,7 @@ impl DatasetSaver {
                     ),
                 });
             }
+            manifest::delete(loc, SUCCESS_MARKER).await?;
             manifest::delete(loc, COMPLETE_RECORD).await?;
             for r in listing.records.iter().rev() {
                 manifest::delete(loc, &r.name).await?;
@@ -530,15 +659,16 @@ impl DatasetSaver {
     /// [`Saver::resume`] with this crate's error type.
     ///
     /// Checks that the dataset holds exactly chunks `0..point.next_chunk`
-    /// (as the checkpoint says), then deletes the commit records and parts of
-    /// chunks from `point.next_chunk` on, orphan parts, and the completion
-    /// record.
+    /// (as the checkpoint says), then deletes the `_SUCCESS` marker (first:
+    /// the job is running again), the completion record, the commit records
+    /// and parts of chunks from `point.next_chunk` on, and orphan parts.
     pub fn resume_at(&mut self, point: &ResumePoint) -> Result<(), Error> {
         let loc = &self.location;
         let url = loc.url();
         let next = point.next_chunk;
         let format = self.options.format;
         let kept = self.rt.block_on(async {
+            manifest::delete(loc, SUCCESS_MARKER).await?;
             let listing = manifest::list(loc).await?;
             let mut keep = Vec::new();
             let mut drop = Vec::new();
@@ -611,11 +741,73 @@ impl DatasetSaver {
                 "the dataset's last committed item differs from the checkpoint's"
             );
         }
+        self.restore_schema(&kept)?;
+        self.skipped.clear();
         self.stats = SaverStats::default();
         self.committed = kept;
         self.next_chunk = next;
         self.committed_until = next;
         self.started = true;
+        Ok(())
+    }
+
+    /// Parquet, on resume: the schema the kept parts recorded.
+    #[cfg(feature = "parquet")]
+    fn restore_schema(&mut self, kept: &[PartInfo]) -> Result<(), Error> {
+        use crate::parquet::ParquetSchema;
+        let preset = preset_schema(&self.options);
+        self.parquet = preset.clone();
+        if self.options.format != Format::Parquet {
+            return Ok(());
+        }
+        let url = self.location.url();
+        for p in kept {
+            let schema = ParquetSchema::from_params(&p.params)
+                .map_err(|reason| Error::manifest(url, format!("part {}: {reason}", p.part)))?;
+            if let Some(schema) = schema {
+                if schema.index != self.options.index_column {
+                    return Err(Error::manifest(
+                        url,
+                        format!(
+                            "the dataset's parts {} the `_index` column, but this saver was \
+                             told {}",
+                            if schema.index { "have" } else { "do not have" },
+                            if schema.index {
+                                "not to write it"
+                            } else {
+                                "to write it"
+                            }
+                        ),
+                    ));
+                }
+                if let Some(given) = preset.schema.as_ref().filter(|g| **g != schema) {
+                    return Err(Error::manifest(
+                        url,
+                        format!(
+                            "the dataset's Parquet schema is {schema}, but this saver was \
+                             given {given}"
+                        ),
+                    ));
+                }
+                self.parquet.schema = Some(schema);
+                self.parquet.unrecorded = false;
+                return Ok(());
+            }
+            if p.results > 0 {
+                return Err(Error::manifest(
+                    url,
+                    format!(
+                        "part {} holds results but no schema was recorded before it",
+                        p.part
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    fn restore_schema(&mut self, _: &[PartInfo]) -> Result<(), Error> {
         Ok(())
     }
 
@@ -647,9 +839,75 @@ impl DatasetSaver {
         Ok(())
     }
 
-    /// `"<format> <url>"`, as recorded in checkpoints.
+    /// `"<format> <url>"`, as recorded in checkpoints (Parquet without the
+    /// index column: `"parquet (no _index) <url>"`).
     pub fn description(&self) -> String {
+        #[cfg(feature = "parquet")]
+        if self.options.format == Format::Parquet && !self.options.index_column {
+            return format!("parquet (no _index) {}", self.location.url());
+        }
         format!("{} {}", self.options.format, self.location.url())
+    }
+}
+
+/// The encoder for `options`: with the schema they give, if any.
+#[cfg(feature = "parquet")]
+fn preset_schema(options: &SaverOptions) -> crate::parquet::ParquetEncoder {
+    let schema = options.parquet_schema.clone().map(|mut s| {
+        s.index = options.index_column;
+        s
+    });
+    crate::parquet::ParquetEncoder {
+        unrecorded: schema.is_some(),
+        schema,
+    }
+}
+
+/// The input positions of a batch's results: its items without those of
+/// the skipped chunks.
+#[cfg(feature = "parquet")]
+fn positions(
+    items: &std::ops::Range<u64>,
+    skipped: &[std::ops::Range<u64>],
+    results: usize,
+) -> Result<Vec<u64>, String> {
+    let mut out = Vec::with_capacity(results);
+    let mut at = items.start;
+    for s in skipped
+        .iter()
+        .chain(std::iter::once(&(items.end..items.end)))
+    {
+        out.extend(at..s.start.max(at).min(items.end));
+        at = at.max(s.end);
+    }
+    if out.len() != results {
+        return Err(format!(
+            "{results} results for items {items:?} less the skipped chunks' {skipped:?} ({} \
+             positions)",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// The chunk holding `item`, for messages: exact where the batch tells the
+/// chunk size (it starts past chunk 0, or its sizes allow only one).
+#[cfg(feature = "parquet")]
+fn chunk_of(chunks: &std::ops::Range<u64>, items: &std::ops::Range<u64>, item: u64) -> String {
+    let k = chunks.end - chunks.start;
+    let size = if k == 1 {
+        return format!("chunk {}", chunks.start);
+    } else if let Some(size) = items.start.checked_div(chunks.start) {
+        Some(size)
+    } else {
+        // n = (k - 1) * size + last, with 1 <= last <= size.
+        let n = items.end - items.start;
+        let (lo, hi) = (n.div_ceil(k), n.saturating_sub(1) / (k - 1));
+        (lo == hi).then_some(lo)
+    };
+    match size {
+        Some(c) if c > 0 => format!("chunk {}", item / c),
+        _ => format!("one of chunks {}..{}", chunks.start, chunks.end),
     }
 }
 
@@ -840,6 +1098,10 @@ impl<T: Serialize + Send + 'static> Saver<T> for DatasetSaver {
 
     fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
         self.resume_at(point).map_err(SaveError::from)
+    }
+
+    fn skipped(&mut self, chunk: &FailedChunk) {
+        self.skipped.push(chunk.items.clone());
     }
 
     /// Parts past the resume point are deleted: a part is written again

@@ -53,6 +53,8 @@ conformance!(
     orphan_part_ignored_and_removed,
     corrupted_part_reported_by_name,
     existing_dataset_is_protected,
+    success_marker_lifecycle,
+    parquet_index_schema_and_resume,
 );
 
 #[test]

@@ -36,7 +36,9 @@
 //! checkpoints, re-exported as [`ckpt`]).
 //!
 //! Features: `s3` (default) for `s3://` outputs; `hdf5` for
-//! [`savers::Hdf5Saver`] (needs libhdf5).
+//! [`savers::Hdf5Saver`] (needs libhdf5); `parquet` for
+//! `savers::Format::Parquet` (typed Parquet parts that DuckDB, polars and
+//! pandas read directly).
 
 mod error;
 mod output;
