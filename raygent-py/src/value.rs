@@ -1,0 +1,476 @@
+//! Python values on the Rust side: items and results as they cross the
+//! runtime, the worker pipes and the savers.
+//!
+//! Plain data (None, bool, int, float, str, bytes, list, tuple, dict, of
+//! these exact types) becomes a [`Value`] tree that any format can store
+//! (CBOR, JSON Lines, CSV) and `raygent cat` can print; anything else is
+//! pickled (cloudpickle when it is installed, so classes and functions
+//! defined in `__main__` travel too) and kept as [`Value::Pickle`]. In
+//! CBOR, tuples and pickles carry tags of their own, so a result read back
+//! is the object that was saved; in JSON a tuple is an array and a pickle
+//! cannot be stored (the saver says which result).
+//!
+//! In sequential mode, items and results stay Python objects
+//! ([`Value::Object`]) and are converted only if they are saved or
+//! fingerprinted.
+
+use std::cell::Cell;
+use std::fmt;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::{self, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// The CBOR tag of a Python tuple (an array inside).
+pub const TUPLE_TAG: u64 = 0x5247_5401;
+/// The CBOR tag of a pickled Python object (a byte string inside).
+pub const PICKLE_TAG: u64 = 0x5247_5001;
+
+/// How deep plain data is converted before the rest is pickled whole.
+const MAX_DEPTH: usize = 64;
+
+/// One Python item or result.
+pub enum Value {
+    /// `None`.
+    None,
+    /// A `bool`.
+    Bool(bool),
+    /// An `int` that fits in 64 signed bits.
+    Int(i64),
+    /// An `int` above `i64::MAX` that fits in 64 unsigned bits.
+    UInt(u64),
+    /// A `float`.
+    Float(f64),
+    /// A `str`.
+    Str(String),
+    /// A `bytes`.
+    Bytes(Vec<u8>),
+    /// A `list`.
+    List(Vec<Value>),
+    /// A `tuple`.
+    Tuple(Vec<Value>),
+    /// A `dict`, in insertion order.
+    Dict(Vec<(Value, Value)>),
+    /// Anything else, pickled.
+    Pickle(Vec<u8>),
+    /// A Python object kept as it is (sequential mode): converted only when
+    /// it is serialized.
+    Object(Py<PyAny>),
+}
+
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        match self {
+            Value::None => Value::None,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::UInt(u) => Value::UInt(*u),
+            Value::Float(f) => Value::Float(*f),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::Bytes(b) => Value::Bytes(b.clone()),
+            Value::List(v) => Value::List(v.clone()),
+            Value::Tuple(v) => Value::Tuple(v.clone()),
+            Value::Dict(v) => Value::Dict(v.clone()),
+            Value::Pickle(b) => Value::Pickle(b.clone()),
+            Value::Object(o) => Python::attach(|py| Value::Object(o.clone_ref(py))),
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::None => write!(f, "None"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Value::List(v) => f.debug_list().entries(v).finish(),
+            Value::Tuple(v) => {
+                let mut t = f.debug_tuple("");
+                for x in v {
+                    t.field(x);
+                }
+                t.finish()
+            }
+            Value::Dict(v) => f.debug_map().entries(v.iter().map(|(k, v)| (k, v))).finish(),
+            Value::Pickle(b) => write!(f, "<pickle, {} bytes>", b.len()),
+            Value::Object(_) => write!(f, "<python object>"),
+        }
+    }
+}
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `cloudpickle.dumps` when cloudpickle is installed, else `pickle.dumps`.
+fn dumps(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    let f = DUMPS.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        let f = match py.import("cloudpickle") {
+            Ok(m) => m.getattr("dumps")?,
+            Err(_) => py.import("pickle")?.getattr("dumps")?,
+        };
+        Ok(f.unbind())
+    })?;
+    Ok(f.bind(py))
+}
+
+fn loads(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    let f = LOADS.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("pickle")?.getattr("loads")?.unbind())
+    })?;
+    Ok(f.bind(py))
+}
+
+/// Pickles `obj` (protocol 5).
+pub fn pickle(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let py = obj.py();
+    let b = dumps(py)?.call1((obj, 5))?;
+    Ok(b.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+/// Unpickles `bytes`.
+pub fn unpickle<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    loads(py)?.call1((PyBytes::new(py, bytes),))
+}
+
+impl Value {
+    /// Converts a Python object: plain data into a tree, the rest pickled.
+    pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+        Self::convert(obj, 0)
+    }
+
+    fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+        if obj.is_none() {
+            return Ok(Value::None);
+        }
+        if depth < MAX_DEPTH {
+            if obj.is_exact_instance_of::<PyBool>() {
+                return Ok(Value::Bool(obj.is_truthy()?));
+            }
+            if obj.is_exact_instance_of::<PyInt>() {
+                if let Ok(i) = obj.extract::<i64>() {
+                    return Ok(Value::Int(i));
+                }
+                if let Ok(u) = obj.extract::<u64>() {
+                    return Ok(Value::UInt(u));
+                }
+                return Ok(Value::Pickle(pickle(obj)?));
+            }
+            if obj.is_exact_instance_of::<PyFloat>() {
+                return Ok(Value::Float(obj.extract::<f64>()?));
+            }
+            if obj.is_exact_instance_of::<PyString>() {
+                // A str holding lone surrogates is not valid UTF-8: pickle it.
+                if let Ok(s) = obj.cast::<PyString>()?.to_str() {
+                    return Ok(Value::Str(s.to_owned()));
+                }
+                return Ok(Value::Pickle(pickle(obj)?));
+            }
+            if obj.is_exact_instance_of::<PyBytes>() {
+                return Ok(Value::Bytes(obj.cast::<PyBytes>()?.as_bytes().to_vec()));
+            }
+            if obj.is_exact_instance_of::<PyList>() {
+                let list = obj.cast::<PyList>()?;
+                let mut out = Vec::with_capacity(list.len());
+                for x in list.iter() {
+                    out.push(Self::convert(&x, depth + 1)?);
+                }
+                return Ok(Value::List(out));
+            }
+            if obj.is_exact_instance_of::<PyTuple>() {
+                let t = obj.cast::<PyTuple>()?;
+                let mut out = Vec::with_capacity(t.len());
+                for x in t.iter() {
+                    out.push(Self::convert(&x, depth + 1)?);
+                }
+                return Ok(Value::Tuple(out));
+            }
+            if obj.is_exact_instance_of::<PyDict>() {
+                let d = obj.cast::<PyDict>()?;
+                let mut out = Vec::with_capacity(d.len());
+                for (k, v) in d.iter() {
+                    out.push((Self::convert(&k, depth + 1)?, Self::convert(&v, depth + 1)?));
+                }
+                return Ok(Value::Dict(out));
+            }
+        }
+        Ok(Value::Pickle(pickle(obj)?))
+    }
+
+    /// The Python object this value stands for.
+    pub fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Value::None => py.None().into_bound(py),
+            Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+            Value::Int(i) => i.into_pyobject(py)?.into_any(),
+            Value::UInt(u) => u.into_pyobject(py)?.into_any(),
+            Value::Float(f) => PyFloat::new(py, *f).into_any(),
+            Value::Str(s) => PyString::new(py, s).into_any(),
+            Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+            Value::List(v) => {
+                let items = v.iter().map(|x| x.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, items)?.into_any()
+            }
+            Value::Tuple(v) => {
+                let items = v.iter().map(|x| x.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+                PyTuple::new(py, items)?.into_any()
+            }
+            Value::Dict(v) => {
+                let d = PyDict::new(py);
+                for (k, x) in v {
+                    d.set_item(k.to_py(py)?, x.to_py(py)?)?;
+                }
+                d.into_any()
+            }
+            Value::Pickle(b) => unpickle(py, b)?,
+            Value::Object(o) => o.bind(py).clone(),
+        })
+    }
+}
+
+thread_local! {
+    /// Set while a saver writes a format that cannot hold pickles (JSON
+    /// Lines, CSV): serializing one is then an error, not a byte array.
+    static PLAIN_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with pickled values refused by serialization on this thread.
+pub fn plain_only<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let before = PLAIN_ONLY.with(|p| p.replace(on));
+    let r = f();
+    PLAIN_ONLY.with(|p| p.set(before));
+    r
+}
+
+struct Tagged<'a>(&'a Value);
+
+impl Serialize for Tagged<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Tuple(v) => ciborium::tag::Required::<_, TUPLE_TAG>(SeqRef(v)).serialize(s),
+            Value::Pickle(b) => {
+                ciborium::tag::Required::<_, PICKLE_TAG>(BytesRef(b)).serialize(s)
+            }
+            _ => self.0.serialize(s),
+        }
+    }
+}
+
+struct SeqRef<'a>(&'a [Value]);
+impl Serialize for SeqRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(x)?;
+        }
+        seq.end()
+    }
+}
+
+struct BytesRef<'a>(&'a [u8]);
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::None => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::UInt(u) => s.serialize_u64(*u),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Str(x) => s.serialize_str(x),
+            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::List(v) => SeqRef(v).serialize(s),
+            Value::Tuple(v) => {
+                if s.is_human_readable() {
+                    SeqRef(v).serialize(s)
+                } else {
+                    Tagged(self).serialize(s)
+                }
+            }
+            Value::Dict(v) => {
+                let mut m = s.serialize_map(Some(v.len()))?;
+                for (k, x) in v {
+                    m.serialize_entry(k, x)?;
+                }
+                m.end()
+            }
+            Value::Pickle(b) => {
+                if PLAIN_ONLY.with(Cell::get) {
+                    Err(ser::Error::custom(
+                        "the result holds an object that is not plain data (None, bool, int, \
+                         float, str, bytes, list, tuple, dict), which this format cannot store; \
+                         save with format=\"cbor\" or return plain data",
+                    ))
+                } else if s.is_human_readable() {
+                    s.serialize_bytes(b)
+                } else {
+                    Tagged(self).serialize(s)
+                }
+            }
+            Value::Object(o) => {
+                let plain = Python::attach(|py| Value::from_py(o.bind(py)))
+                    .map_err(|e| ser::Error::custom(format!("cannot convert the object: {e}")))?;
+                plain.serialize(s)
+            }
+        }
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CBOR or JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v).map_or(Value::UInt(v), Value::Int))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .or_else(|_| u64::try_from(v).map(Value::UInt))
+            .map_err(|_| E::custom(format!("integer {v} is out of range")))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        u64::try_from(v)
+            .map(|u| self_int(u))
+            .map_err(|_| E::custom(format!("integer {v} is out of range")))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(v.to_vec()))
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(x) = seq.next_element::<Value>()? {
+            out.push(x);
+        }
+        Ok(Value::List(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some((k, v)) = map.next_entry::<Value, Value>()? {
+            out.push((k, v));
+        }
+        Ok(Value::Dict(out))
+    }
+    /// A CBOR tag (ciborium presents it as the enum variant `@@TAGGED@@`
+    /// holding the tag and the value).
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (_name, variant): (String, _) = data.variant()?;
+        variant.tuple_variant(2, TagVisitor)
+    }
+}
+
+fn self_int(u: u64) -> Value {
+    i64::try_from(u).map_or(Value::UInt(u), Value::Int)
+}
+
+struct TagVisitor;
+
+impl<'de> Visitor<'de> for TagVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tagged CBOR value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let tag: u64 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::custom("a CBOR tag without its number"))?;
+        let inner: Value = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::custom("a CBOR tag without its value"))?;
+        match (tag, inner) {
+            (TUPLE_TAG, Value::List(v)) => Ok(Value::Tuple(v)),
+            (PICKLE_TAG, Value::Bytes(b)) => Ok(Value::Pickle(b)),
+            (TUPLE_TAG | PICKLE_TAG, other) => Err(de::Error::custom(format!(
+                "CBOR tag {tag:#x} holds an unexpected value: {other:?}"
+            ))),
+            // Other tags (dates, ...) are read as the value they hold.
+            (_, other) => Ok(other),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+/// One input item: its index in the input and its value. Only the value is
+/// serialized (sent to a worker, fingerprinted); the index lets a failed
+/// chunk's items be given back to the caller.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The item's index in the input.
+    pub index: u64,
+    /// The item.
+    pub value: Value,
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Item {
+            index: 0,
+            value: Value::deserialize(d)?,
+        })
+    }
+}
+
+/// CBOR bytes of `value` (tags for tuples and pickles).
+pub fn encode(value: &Value) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The value in CBOR `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Value, String> {
+    ciborium::from_reader(bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,100 @@
+//! The worker side of the frame protocol, run by `python -m raygent._worker`.
+//!
+//! A request is one length-delimited CBOR frame holding a chunk (an array
+//! of items); the reply is one frame holding `{"Ok": [results]}` or
+//! `{"Err": "traceback"}`: the protocol of the runtime's Rust workers, so
+//! the runtime's `ProcessTask` drives a Python worker as it drives those
+//! (timeouts, memory limit, process group, death of the parent).
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use raygent_core::{from_cbor, read_frame, to_cbor, write_frame};
+
+use crate::task::{call_task, describe_error};
+use crate::value::Value;
+
+/// Moves the protocol off fds 0 and 1: returns (input, output) on new
+/// close-on-exec descriptors and points fd 1 at stderr (a stray `print`
+/// goes to the worker's stderr, which raygent keeps for error messages)
+/// and fd 0 at /dev/null.
+fn take_protocol_fds() -> io::Result<(File, File)> {
+    let devnull = File::open("/dev/null")?;
+    // SAFETY: plain descriptor operations on descriptors this process owns;
+    // each new descriptor is owned by the File made from it, and only here.
+    unsafe {
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        if input < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let input = File::from_raw_fd(input);
+        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if output < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let output = File::from_raw_fd(output);
+        if libc::dup2(2, 1) < 0 || libc::dup2(devnull.as_raw_fd(), 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((input, output))
+    }
+}
+
+fn run_chunk(
+    py: Python<'_>,
+    instance: &Bound<'_, PyAny>,
+    frame: &[u8],
+    at_once: bool,
+    kwargs: &Bound<'_, PyDict>,
+) -> Result<Vec<Value>, String> {
+    let items: Vec<Value> =
+        from_cbor(frame).map_err(|e| format!("the worker cannot decode the chunk: {e}"))?;
+    let go = || -> PyResult<Vec<Value>> {
+        let objs = items
+            .iter()
+            .map(|v| v.to_py(py))
+            .collect::<PyResult<Vec<_>>>()?;
+        let out = call_task(instance, PyList::new(py, objs)?, at_once, kwargs)?;
+        out.iter().map(Value::from_py).collect()
+    };
+    go().map_err(|e| describe_error(py, &e))
+}
+
+/// Serves chunks on stdin/stdout with `instance` until stdin closes.
+#[pyfunction]
+#[pyo3(signature = (instance, kwargs, at_once))]
+pub fn serve(
+    py: Python<'_>,
+    instance: Bound<'_, PyAny>,
+    kwargs: Bound<'_, PyDict>,
+    at_once: bool,
+) -> PyResult<()> {
+    let (input, output) = take_protocol_fds()?;
+    let mut r = BufReader::with_capacity(64 * 1024, input);
+    let mut w = BufWriter::with_capacity(64 * 1024, output);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        // Blocking reads and writes release the interpreter, so the task's
+        // own threads run meanwhile.
+        let more = py.detach(|| read_frame(&mut r, &mut buf))?;
+        if !more {
+            return Ok(());
+        }
+        let reply = run_chunk(py, &instance, &buf, at_once, &kwargs);
+        out.clear();
+        if let Err(e) = to_cbor(&reply, &mut out) {
+            out.clear();
+            let fallback: Result<Vec<Value>, String> =
+                Err(format!("the worker cannot encode the results: {e}"));
+            to_cbor(&fallback, &mut out).map_err(io::Error::other)?;
+        }
+        py.detach(|| -> io::Result<()> {
+            write_frame(&mut w, &out)?;
+            w.flush()
+        })?;
+    }
+}
