@@ -67,6 +67,13 @@ pub fn ckpt_error(e: &raygent_ckpt::Error) -> PyErr {
             let name = name.clone();
             raise(py, "CheckpointNotFoundError", msg, |d| d.set_item("name", name))
         }
+        raygent_ckpt::Error::StepExists { step, location } => {
+            let step = *step;
+            let msg = format!(
+                "checkpoint step {step} already exists at {location}; pass overwrite=True to replace it"
+            );
+            raise(py, "StepExistsError", msg, |d| d.set_item("step", step))
+        }
         raygent_ckpt::Error::StepNotFound { .. } => {
             raise(py, "CheckpointNotFoundError", msg, |_| Ok(()))
         }

@@ -52,6 +52,12 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint (a step, or a finished stage checkpoint) does not exist."""
 
 
+class StepExistsError(CheckpointError, FileExistsError):
+    """The step is already saved (``step``); pass ``overwrite=True`` to replace it."""
+
+    step: int
+
+
 class JobMismatchError(CheckpointError):
     """The checkpoint belongs to another job (``differences`` says how);
     rerun the same call to resume, or pass ``fresh=True`` to start over."""
