@@ -11,7 +11,7 @@ use raygent_savers::{DatasetReader, DatasetSaver, Format, PartInfo, PartResults,
 
 use crate::errors;
 use crate::task::describe_error;
-use crate::value::{Value, plain_only};
+use crate::value::{CsvRecord, CsvRow, SaveMode, Value, with_mode};
 
 /// S3 settings from a Python dict (`endpoint`, `region`, `access_key_id`,
 /// `secret_access_key`, `session_token`, `allow_http`); keys left out come
@@ -52,7 +52,7 @@ pub fn format(name: &str) -> PyResult<Format> {
 /// refuse pickled results with a message instead of writing bytes.
 pub struct NativeSaver {
     inner: DatasetSaver,
-    plain: bool,
+    mode: SaveMode,
 }
 
 impl NativeSaver {
@@ -69,19 +69,21 @@ impl NativeSaver {
             .with_overwrite(overwrite)
             .with_s3(s3_options(s3)?);
         let inner = DatasetSaver::create(url, opts).map_err(|e| errors::save_error(&e))?;
-        Ok(NativeSaver {
-            inner,
-            plain: f != Format::Cbor,
-        })
+        let mode = match f {
+            Format::Cbor => SaveMode::Any,
+            Format::Csv => SaveMode::Csv,
+            _ => SaveMode::Plain,
+        };
+        Ok(NativeSaver { inner, mode })
     }
 }
 
 impl Saver<Value> for NativeSaver {
     fn save(&mut self, batch: &Batch<'_, Value>) -> Result<(), SaveError> {
-        plain_only(self.plain, || Saver::<Value>::save(&mut self.inner, batch))
+        with_mode(self.mode, || Saver::<Value>::save(&mut self.inner, batch))
     }
     fn submit(&mut self, batch: &Batch<'_, Value>) -> Result<u64, SaveError> {
-        plain_only(self.plain, || Saver::<Value>::submit(&mut self.inner, batch))
+        with_mode(self.mode, || Saver::<Value>::submit(&mut self.inner, batch))
     }
     fn flush(&mut self) -> Result<(), SaveError> {
         Saver::<Value>::flush(&mut self.inner)
@@ -277,12 +279,39 @@ impl NativeReader {
     }
 }
 
+/// The results of one part, decoded as its format needs.
+enum Current {
+    Any(PartResults<Value>),
+    CsvRows(PartResults<CsvRow>),
+    CsvRecords(PartResults<CsvRecord>),
+}
+
+impl Current {
+    fn open(reader: &DatasetReader, part: &PartInfo) -> Result<Current, raygent_savers::Error> {
+        Ok(if part.format == "csv" && part.params.header {
+            Current::CsvRows(reader.part_results(part)?)
+        } else if part.format == "csv" {
+            Current::CsvRecords(reader.part_results(part)?)
+        } else {
+            Current::Any(reader.part_results(part)?)
+        })
+    }
+
+    fn next(&mut self) -> Option<Result<Value, raygent_savers::Error>> {
+        match self {
+            Current::Any(p) => p.next(),
+            Current::CsvRows(p) => p.next().map(|r| r.map(|v| v.0)),
+            Current::CsvRecords(p) => p.next().map(|r| r.map(|v| v.0)),
+        }
+    }
+}
+
 /// An iterator over a dataset's results, part by part.
 #[pyclass(module = "raygent._native", unsendable)]
 pub struct ReaderIter {
     reader: Arc<DatasetReader>,
     next_part: usize,
-    current: Option<PartResults<Value>>,
+    current: Option<Current>,
     failed: bool,
 }
 
@@ -313,7 +342,7 @@ impl ReaderIter {
             let part = part.clone();
             self.next_part += 1;
             let reader = Arc::clone(&self.reader);
-            match reader.part_results::<Value>(&part) {
+            match Current::open(&reader, &part) {
                 Ok(p) => self.current = Some(p),
                 Err(e) => {
                     self.failed = true;

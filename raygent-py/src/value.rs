@@ -234,18 +234,42 @@ impl Value {
     }
 }
 
-thread_local! {
-    /// Set while a saver writes a format that cannot hold pickles (JSON
-    /// Lines, CSV): serializing one is then an error, not a byte array.
-    static PLAIN_ONLY: Cell<bool> = const { Cell::new(false) };
+/// How values are serialized on this thread (set by the saver around its
+/// encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Anything: pickles and tuples as CBOR tags.
+    Any,
+    /// Plain data only (JSON Lines): a pickle is an error, not a byte array.
+    Plain,
+    /// Plain data, and a dict is a CSV row keyed by its (str) keys.
+    Csv,
 }
 
-/// Runs `f` with pickled values refused by serialization on this thread.
-pub fn plain_only<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    let before = PLAIN_ONLY.with(|p| p.replace(on));
+thread_local! {
+    static MODE: Cell<SaveMode> = const { Cell::new(SaveMode::Any) };
+}
+
+/// Runs `f` with values serialized in `mode` on this thread.
+pub fn with_mode<R>(mode: SaveMode, f: impl FnOnce() -> R) -> R {
+    let before = MODE.with(|m| m.replace(mode));
     let r = f();
-    PLAIN_ONLY.with(|p| p.set(before));
+    MODE.with(|m| m.set(before));
     r
+}
+
+/// A CSV header name: the csv crate writes rows of structs only, whose
+/// field names are `&'static str`. Each distinct name is leaked once.
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 struct Tagged<'a>(&'a Value);
@@ -298,6 +322,19 @@ impl Serialize for Value {
                     Tagged(self).serialize(s)
                 }
             }
+            Value::Dict(v) if MODE.with(Cell::get) == SaveMode::Csv => {
+                use serde::ser::SerializeStruct;
+                let mut row = s.serialize_struct("row", v.len())?;
+                for (k, x) in v {
+                    let Value::Str(key) = k else {
+                        return Err(ser::Error::custom(format!(
+                            "a CSV row needs str keys, this dict has the key {k:?}"
+                        )));
+                    };
+                    row.serialize_field(intern(key), x)?;
+                }
+                row.end()
+            }
             Value::Dict(v) => {
                 let mut m = s.serialize_map(Some(v.len()))?;
                 for (k, x) in v {
@@ -306,7 +343,7 @@ impl Serialize for Value {
                 m.end()
             }
             Value::Pickle(b) => {
-                if PLAIN_ONLY.with(Cell::get) {
+                if MODE.with(Cell::get) != SaveMode::Any {
                     Err(ser::Error::custom(
                         "the result holds an object that is not plain data (None, bool, int, \
                          float, str, bytes, list, tuple, dict), which this format cannot store; \
@@ -434,6 +471,42 @@ impl<'de> Visitor<'de> for TagVisitor {
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ValueVisitor)
+    }
+}
+
+/// A CSV row with a header, read as a dict of its fields.
+pub struct CsvRow(pub Value);
+
+impl<'de> Deserialize<'de> for CsvRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The csv crate hands header names over as bytes.
+        Ok(CsvRow(match d.deserialize_map(ValueVisitor)? {
+            Value::Dict(fields) => Value::Dict(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| match k {
+                        Value::Bytes(b) => match String::from_utf8(b) {
+                            Ok(s) => (Value::Str(s), v),
+                            Err(e) => (Value::Bytes(e.into_bytes()), v),
+                        },
+                        k => (k, v),
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }))
+    }
+}
+
+/// A CSV row without a header: its fields as a list, or the field alone.
+pub struct CsvRecord(pub Value);
+
+impl<'de> Deserialize<'de> for CsvRecord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_seq(ValueVisitor)? {
+            Value::List(mut v) if v.len() == 1 => Ok(CsvRecord(v.remove(0))),
+            v => Ok(CsvRecord(v)),
+        }
     }
 }
 
