@@ -424,7 +424,12 @@ impl StageCheckpoints {
     /// Writes partition `index` of checkpoint `name` (one atomic write, so
     /// it exists complete or not at all), in any order. The checkpoint is
     /// finished only by [`finish`](Self::finish).
-    pub fn write_partition<T: Serialize>(&self, name: &str, index: usize, part: &[T]) -> Result<()> {
+    pub fn write_partition<T: Serialize>(
+        &self,
+        name: &str,
+        index: usize,
+        part: &[T],
+    ) -> Result<()> {
         let dir = self.dir(name)?;
         let bytes = self.encode(&dir, index, part)?;
         self.io.block_on(io::put_or_err(

@@ -93,9 +93,9 @@ impl StepStore {
         let mut opts = SaveOptions::new().with_overwrite(overwrite);
         if let Some(m) = metadata {
             for (k, v) in m.iter() {
-                let key: String = k.extract().map_err(|_| {
-                    PyTypeError::new_err("metadata keys must be strings")
-                })?;
+                let key: String = k
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("metadata keys must be strings"))?;
                 let mv = meta_value(&v, &key)?;
                 opts = opts.with_meta(key, mv);
             }
@@ -129,7 +129,8 @@ impl StepStore {
     /// The newest committed step, or None.
     fn latest_step(&self, py: Python<'_>) -> PyResult<Option<u64>> {
         let steps = self.steps()?;
-        py.detach(|| steps.latest_step()).map_err(|e| ckpt_error(&e))
+        py.detach(|| steps.latest_step())
+            .map_err(|e| ckpt_error(&e))
     }
 
     /// The metadata of `step`: the user's, plus `step` and `created_at_ms`.
@@ -215,7 +216,10 @@ impl StageStore {
         let v: Vec<Value> = py
             .detach(|| self.inner.load_partition::<Value>(name, index))
             .map_err(|e| ckpt_error(&e))?;
-        let objs = v.iter().map(|x| x.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+        let objs = v
+            .iter()
+            .map(|x| x.to_py(py))
+            .collect::<PyResult<Vec<_>>>()?;
         Ok(PyList::new(py, objs)?.into_any())
     }
 

@@ -65,7 +65,9 @@ pub fn ckpt_error(e: &raygent_ckpt::Error) -> PyErr {
         | raygent_ckpt::Error::InvalidGlob { .. } => PyValueError::new_err(msg),
         raygent_ckpt::Error::NotDone { name, .. } => {
             let name = name.clone();
-            raise(py, "CheckpointNotFoundError", msg, |d| d.set_item("name", name))
+            raise(py, "CheckpointNotFoundError", msg, |d| {
+                d.set_item("name", name)
+            })
         }
         raygent_ckpt::Error::StepExists { step, location } => {
             let step = *step;

@@ -252,9 +252,12 @@ pub fn run_job<'py>(
 
     // The saver.
     let boxed: Option<Box<dyn Saver<Value>>> = match (dataset, saver) {
-        (Some((url, format, overwrite)), _) => {
-            Some(Box::new(NativeSaver::open(&url, &format, overwrite, s3.as_ref())?))
-        }
+        (Some((url, format, overwrite)), _) => Some(Box::new(NativeSaver::open(
+            &url,
+            &format,
+            overwrite,
+            s3.as_ref(),
+        )?)),
         (None, Some(s)) => {
             let kwargs = save_kwargs.unwrap_or_else(|| PyDict::new(py));
             Some(Box::new(PySaver::new(&s, kwargs)?))
@@ -366,7 +369,11 @@ pub fn run_job<'py>(
 
     let tick = |py: Python<'_>| {
         if let Some(p) = &progress {
-            let _ = p.call1((counters.items(), counters.retries(), counters.failed_chunks()));
+            let _ = p.call1((
+                counters.items(),
+                counters.retries(),
+                counters.failed_chunks(),
+            ));
         }
         let _ = py;
     };
@@ -417,7 +424,11 @@ pub fn run_job<'py>(
             out.set_item("report", py.None())?;
             Some(errors::job_error(py, &e, |first| {
                 let values = shared.failed_items(first)?;
-                let objs = values.iter().map(|v| v.to_py(py)).collect::<PyResult<Vec<_>>>().ok()?;
+                let objs = values
+                    .iter()
+                    .map(|v| v.to_py(py))
+                    .collect::<PyResult<Vec<_>>>()
+                    .ok()?;
                 PyList::new(py, objs).ok().map(|l| l.into_any())
             }))
         }
@@ -427,9 +438,7 @@ pub fn run_job<'py>(
         let _ = e.value(py).setattr("__cause__", cause.value(py));
     }
     // What stopped the job first: a signal, the result handler, the job.
-    let error = interrupt
-        .or_else(|| lock(&handler_error).take())
-        .or(error);
+    let error = interrupt.or_else(|| lock(&handler_error).take()).or(error);
     out.set_item("error", error.map(|e| e.value(py).clone().unbind()))?;
     Ok(out)
 }

@@ -147,10 +147,21 @@ impl PySaver {
         })
     }
 
-    fn call(&self, what: &str, f: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<()>) -> Result<(), SaveError> {
+    fn call(
+        &self,
+        what: &str,
+        f: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<()>,
+    ) -> Result<(), SaveError> {
         Python::attach(|py| {
             f(py, self.saver.bind(py)).map_err(|e| {
-                SaveError::Other(format!("{} {what} failed: {}", self.description, describe_error(py, &e)).into())
+                SaveError::Other(
+                    format!(
+                        "{} {what} failed: {}",
+                        self.description,
+                        describe_error(py, &e)
+                    )
+                    .into(),
+                )
             })
         })
     }

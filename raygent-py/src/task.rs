@@ -155,7 +155,8 @@ impl Task for LocalTask {
 
     fn process_item(&mut self, item: &Item) -> Result<Value, TaskError> {
         let mut out = self.run(std::slice::from_ref(item))?;
-        out.pop().ok_or_else(|| "the task returned no result".into())
+        out.pop()
+            .ok_or_else(|| "the task returned no result".into())
     }
 
     fn process_items(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {
@@ -209,7 +210,8 @@ impl Task for ProcTask {
 
     fn process_item(&mut self, item: &Item) -> Result<Value, TaskError> {
         let mut out = self.process_items(std::slice::from_ref(item))?;
-        out.pop().ok_or_else(|| "the worker returned no result".into())
+        out.pop()
+            .ok_or_else(|| "the worker returned no result".into())
     }
 
     fn process_items(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {

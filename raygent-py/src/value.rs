@@ -98,7 +98,10 @@ impl fmt::Debug for Value {
                 }
                 t.finish()
             }
-            Value::Dict(v) => f.debug_map().entries(v.iter().map(|(k, v)| (k, v))).finish(),
+            Value::Dict(v) => f
+                .debug_map()
+                .entries(v.iter().map(|(k, v)| (k, v)))
+                .finish(),
             Value::Pickle(b) => write!(f, "<pickle, {} bytes>", b.len()),
             Value::Object(_) => write!(f, "<python object>"),
         }
@@ -214,11 +217,17 @@ impl Value {
             Value::Str(s) => PyString::new(py, s).into_any(),
             Value::Bytes(b) => PyBytes::new(py, b).into_any(),
             Value::List(v) => {
-                let items = v.iter().map(|x| x.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+                let items = v
+                    .iter()
+                    .map(|x| x.to_py(py))
+                    .collect::<PyResult<Vec<_>>>()?;
                 PyList::new(py, items)?.into_any()
             }
             Value::Tuple(v) => {
-                let items = v.iter().map(|x| x.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+                let items = v
+                    .iter()
+                    .map(|x| x.to_py(py))
+                    .collect::<PyResult<Vec<_>>>()?;
                 PyTuple::new(py, items)?.into_any()
             }
             Value::Dict(v) => {
@@ -278,9 +287,7 @@ impl Serialize for Tagged<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Value::Tuple(v) => ciborium::tag::Required::<_, TUPLE_TAG>(SeqRef(v)).serialize(s),
-            Value::Pickle(b) => {
-                ciborium::tag::Required::<_, PICKLE_TAG>(BytesRef(b)).serialize(s)
-            }
+            Value::Pickle(b) => ciborium::tag::Required::<_, PICKLE_TAG>(BytesRef(b)).serialize(s),
             _ => self.0.serialize(s),
         }
     }

@@ -80,3 +80,22 @@ def test_no_worker_is_left_after_a_job(tmp_path):
     manager = TaskManager(SegfaultTask, use_ray=True, n_cores=2)
     manager.submit_tasks(range(30), chunk_size=4, kwargs_task={"marker_dir": str(tmp_path)})
     wait_for(lambda: not workers_of(os.getpid()), 30, "the workers to be gone")
+
+
+class MemoryHog:
+    """Allocates far past the worker's memory limit on the first attempt."""
+
+    def process_item(self, item, marker_dir=None):
+        from tasks import _first_attempt
+
+        if item == 2 and _first_attempt(marker_dir, item):
+            blob = bytearray(4 << 30)
+            return len(blob)
+        return item
+
+
+def test_a_worker_past_its_memory_limit_costs_an_attempt(tmp_path):
+    manager = TaskManager(MemoryHog, use_ray=True, n_cores=2)
+    manager.submit_tasks(range(6), chunk_size=2, memory_limit="1G", kwargs_task={"marker_dir": str(tmp_path)})
+    assert manager.get_results() == list(range(6))
+    assert manager.report["retries"] == 1

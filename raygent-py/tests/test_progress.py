@@ -51,3 +51,40 @@ def test_a_job_draws_its_bar(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "30/30" in err and "100%" in err
     assert "5 retries" in err  # items 0, 7, 14, 21, 28
+
+
+def test_notebook_bar_updates_one_output_in_place(monkeypatch):
+    """Inside Jupyter (a ZMQInteractiveShell) the bar is one display output,
+    updated in place (IPython's display with a display_id)."""
+    import sys
+    import types
+
+    calls = []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            calls.append(("update", obj["text/plain"]))
+
+    def display(obj, raw=False, display_id=False):
+        calls.append(("display", obj["text/plain"]))
+        assert display_id is True
+        return Handle()
+
+    class ZMQInteractiveShell:
+        pass
+
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: ZMQInteractiveShell()
+    ipython_display = types.ModuleType("IPython.display")
+    ipython_display.display = display
+    ipython.display = ipython_display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython_display)
+
+    bar = ProgressBar(10, stream=io.StringIO(), min_interval=0)
+    assert bar.mode == "notebook"
+    bar.update(5)
+    bar.update(10, retries=2)
+    bar.close()
+    assert [c[0] for c in calls] == ["display", "update", "update"]
+    assert "10/10" in calls[-1][1] and "2 retries" in calls[-1][1]
