@@ -100,10 +100,10 @@ impl StepStore {
                 opts = opts.with_meta(key, mv);
             }
         }
-        if let Some(k) = keep {
-            if let Some(s) = self.inner.take() {
-                self.inner = Some(s.with_keep(k));
-            }
+        if let Some(k) = keep
+            && let Some(s) = self.inner.take()
+        {
+            self.inner = Some(s.with_keep(k));
         }
         let steps = self.steps()?;
         py.detach(|| steps.save_state(step, &value, opts))

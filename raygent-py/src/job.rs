@@ -27,7 +27,7 @@ use raygent_savers::Location;
 use crate::errors;
 use crate::saver::{NativeSaver, PySaver, s3_options};
 use crate::task::{LocalTask, ProcTask, PyTask, PyWorkerTask, Shared, describe_error};
-use crate::value::{Item, Value};
+use crate::value::{Data, Item, Out};
 
 /// How many input items are taken from the Python iterator at a time.
 const INPUT_BATCH: usize = 256;
@@ -66,19 +66,20 @@ impl PyInput {
                     Some(Ok(obj)) => {
                         let index = self.next_index;
                         self.next_index += 1;
-                        let value = if self.keep_objects {
-                            Ok(Value::Object(obj.unbind()))
-                        } else {
-                            Value::from_py(&obj).map_err(|e| {
+                        let data =
+                            if self.keep_objects {
+                                Ok(Data::Object(obj.unbind()))
+                            } else {
+                                crate::codec::to_bytes(&obj).map(Data::Encoded).map_err(|e| {
                                 format!(
                                     "the item cannot be sent to a worker process (it must be \
                                      picklable): {}",
                                     describe_error(py, &e)
                                 )
                             })
-                        };
-                        let failed = value.is_err();
-                        self.buf.push_back(value.map(|value| Item { index, value }));
+                            };
+                        let failed = data.is_err();
+                        self.buf.push_back(data.map(|data| Item { index, data }));
                         if failed {
                             self.done = true;
                             return;
@@ -113,15 +114,15 @@ struct CallHandler {
     stop: StopHandle,
 }
 
-impl ResultHandler<Value> for CallHandler {
-    fn add(&mut self, first_item: u64, results: Vec<Value>) {
+impl ResultHandler<Out> for CallHandler {
+    fn add(&mut self, first_item: u64, results: Vec<Out>) {
         if lock(&self.error).is_some() {
             return;
         }
         let outcome = Python::attach(|py| -> PyResult<()> {
             let objs = results
                 .iter()
-                .map(|v| v.to_py(py))
+                .map(|v| v.0.to_py(py))
                 .collect::<PyResult<Vec<_>>>()?;
             self.f
                 .bind(py)
@@ -137,12 +138,12 @@ impl ResultHandler<Value> for CallHandler {
 
 /// The job's result handler: the manager's list, or a Python callable.
 enum Handler {
-    Collect(Collect<Value>),
+    Collect(Collect<Out>),
     Call(CallHandler),
 }
 
-impl ResultHandler<Value> for Handler {
-    fn add(&mut self, first_item: u64, results: Vec<Value>) {
+impl ResultHandler<Out> for Handler {
+    fn add(&mut self, first_item: u64, results: Vec<Out>) {
         match self {
             Handler::Collect(c) => c.add(first_item, results),
             Handler::Call(h) => h.add(first_item, results),
@@ -251,7 +252,7 @@ pub fn run_job<'py>(
     let s3_opts = s3_options(s3.as_ref())?;
 
     // The saver.
-    let boxed: Option<Box<dyn Saver<Value>>> = match (dataset, saver) {
+    let boxed: Option<Box<dyn Saver<Out>>> = match (dataset, saver) {
         (Some((url, format, overwrite)), _) => Some(Box::new(NativeSaver::open(
             &url,
             &format,
@@ -295,7 +296,7 @@ pub fn run_job<'py>(
     let factory = {
         let shared = Arc::clone(&shared);
         move || match &worker {
-            Some(w) => PyTask::Proc(ProcTask::new(Arc::clone(&shared), w)),
+            Some(w) => PyTask::Proc(Box::new(ProcTask::new(Arc::clone(&shared), w))),
             None => PyTask::Local(LocalTask::new(Arc::clone(&shared))),
         }
     };
@@ -318,7 +319,7 @@ pub fn run_job<'py>(
         .with_sequential(sequential);
 
     let counters = Progress::new();
-    let mut options: SubmitOptions<Value> = SubmitOptions::new()
+    let mut options: SubmitOptions<Out> = SubmitOptions::new()
         .with_chunk_size(chunk_size)
         // Whole chunks cross to the task (one call, one round trip); the
         // task itself calls process_item per item unless at_once.
@@ -367,7 +368,8 @@ pub fn run_job<'py>(
             pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the job thread: {e}"))
         })?;
 
-    let tick = |py: Python<'_>| {
+    // A failing progress bar must not fail the job.
+    let tick = || {
         if let Some(p) = &progress {
             let _ = p.call1((
                 counters.items(),
@@ -375,7 +377,6 @@ pub fn run_job<'py>(
                 counters.failed_chunks(),
             ));
         }
-        let _ = py;
     };
     let mut interrupt: Option<PyErr> = None;
     loop {
@@ -387,7 +388,7 @@ pub fn run_job<'py>(
         if finished {
             break;
         }
-        tick(py);
+        tick();
         if let Err(e) = py.check_signals() {
             if interrupt.is_some() {
                 // A second signal: give up waiting.
@@ -397,7 +398,7 @@ pub fn run_job<'py>(
             interrupt = Some(e);
         }
     }
-    tick(py);
+    tick();
     let (manager, result) = py.detach(|| job.join()).map_err(|_| {
         pyo3::exceptions::PyRuntimeError::new_err("the raygent job thread panicked")
     })?;
@@ -408,7 +409,7 @@ pub fn run_job<'py>(
             let values = c.take();
             let objs = values
                 .iter()
-                .map(|v| v.to_py(py))
+                .map(|v| v.0.to_py(py))
                 .collect::<PyResult<Vec<_>>>()?;
             Some(PyList::new(py, objs)?)
         }

@@ -9,6 +9,7 @@
 //! `docs/python.md`.
 
 mod ckpt;
+mod codec;
 mod errors;
 mod job;
 mod saver;
@@ -16,7 +17,6 @@ mod task;
 mod value;
 mod worker;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -24,16 +24,13 @@ use pyo3::types::PyBytes;
 /// worker pipes and are saved (plain data as CBOR, the rest pickled).
 #[pyfunction]
 fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let v = value::Value::from_py(obj)?;
-    let bytes = value::encode(&v).map_err(PyValueError::new_err)?;
-    Ok(PyBytes::new(py, &bytes))
+    Ok(PyBytes::new(py, &codec::to_bytes(obj)?))
 }
 
 /// The Python value of CBOR bytes made by [`encode`] (or by any CBOR writer).
 #[pyfunction]
 fn decode<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let v = value::decode(data).map_err(|e| PyValueError::new_err(format!("bad CBOR: {e}")))?;
-    v.to_py(py)
+    codec::decode_py(py, data)
 }
 
 /// The native module.

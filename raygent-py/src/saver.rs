@@ -11,7 +11,7 @@ use raygent_savers::{DatasetReader, DatasetSaver, Format, PartInfo, PartResults,
 
 use crate::errors;
 use crate::task::describe_error;
-use crate::value::{CsvRecord, CsvRow, SaveMode, Value, with_mode};
+use crate::value::{CsvRecord, CsvRow, Out, SaveMode, Value, with_mode};
 
 /// S3 settings from a Python dict (`endpoint`, `region`, `access_key_id`,
 /// `secret_access_key`, `session_token`, `allow_http`); keys left out come
@@ -78,30 +78,30 @@ impl NativeSaver {
     }
 }
 
-impl Saver<Value> for NativeSaver {
-    fn save(&mut self, batch: &Batch<'_, Value>) -> Result<(), SaveError> {
-        with_mode(self.mode, || Saver::<Value>::save(&mut self.inner, batch))
+impl Saver<Out> for NativeSaver {
+    fn save(&mut self, batch: &Batch<'_, Out>) -> Result<(), SaveError> {
+        with_mode(self.mode, || Saver::<Out>::save(&mut self.inner, batch))
     }
-    fn submit(&mut self, batch: &Batch<'_, Value>) -> Result<u64, SaveError> {
-        with_mode(self.mode, || Saver::<Value>::submit(&mut self.inner, batch))
+    fn submit(&mut self, batch: &Batch<'_, Out>) -> Result<u64, SaveError> {
+        with_mode(self.mode, || Saver::<Out>::submit(&mut self.inner, batch))
     }
     fn flush(&mut self) -> Result<(), SaveError> {
-        Saver::<Value>::flush(&mut self.inner)
+        Saver::<Out>::flush(&mut self.inner)
     }
     fn finish(&mut self) -> Result<(), SaveError> {
-        Saver::<Value>::finish(&mut self.inner)
+        Saver::<Out>::finish(&mut self.inner)
     }
     fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
-        Saver::<Value>::resume(&mut self.inner, point)
+        Saver::<Out>::resume(&mut self.inner, point)
     }
     fn can_resume(&self) -> bool {
-        Saver::<Value>::can_resume(&self.inner)
+        Saver::<Out>::can_resume(&self.inner)
     }
     fn check_empty(&mut self) -> Result<(), SaveError> {
-        Saver::<Value>::check_empty(&mut self.inner)
+        Saver::<Out>::check_empty(&mut self.inner)
     }
     fn describe(&self) -> String {
-        Saver::<Value>::describe(&self.inner)
+        Saver::<Out>::describe(&self.inner)
     }
 }
 
@@ -178,13 +178,13 @@ impl PySaver {
     }
 }
 
-impl Saver<Value> for PySaver {
-    fn save(&mut self, batch: &Batch<'_, Value>) -> Result<(), SaveError> {
+impl Saver<Out> for PySaver {
+    fn save(&mut self, batch: &Batch<'_, Out>) -> Result<(), SaveError> {
         self.call("save", |py, s| {
             let data = batch
                 .results
                 .iter()
-                .map(|v| v.to_py(py))
+                .map(|v| v.0.to_py(py))
                 .collect::<PyResult<Vec<_>>>()?;
             let n = data.len() as u64;
             let data = PyList::new(py, data)?;

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use raygent_actors::worker::{ProcessTask, RustWorker};
 use raygent_core::{Task, TaskError};
 
-use crate::value::{Item, Value};
+use crate::value::{Data, Item, Out};
 
 /// What every task instance of one job shares.
 pub struct Shared {
@@ -27,11 +28,11 @@ pub struct Shared {
     pub version: String,
     /// The items of chunks whose last attempt failed, by first item index,
     /// so that a chunk that fails for good can be reported with its items.
-    pub failed: Mutex<HashMap<u64, Vec<Value>>>,
+    pub failed: Mutex<HashMap<u64, Vec<Data>>>,
 }
 
 impl Shared {
-    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Value>>> {
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Data>>> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -45,20 +46,41 @@ impl Shared {
                 }
             }
             Err(_) => {
-                let values = items.iter().map(|i| i.value.clone()).collect();
+                let values = items.iter().map(|i| i.data.clone()).collect();
                 self.lock_failed().insert(first.index, values);
             }
         }
     }
 
     /// The items of the failed chunk starting at input index `first`.
-    pub fn failed_items(&self, first: u64) -> Option<Vec<Value>> {
+    pub fn failed_items(&self, first: u64) -> Option<Vec<Data>> {
         self.lock_failed().remove(&first)
     }
 }
 
-/// The task's `process_*` call on one chunk of Python objects, with a
-/// failure turned into the traceback's text.
+static BASE_RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Whether `instance` has a `run` method of its own (not `raygent.Task`'s,
+/// which does what the caller does anyway, minus a Python frame per chunk).
+fn has_own_run(instance: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = instance.py();
+    let Some(run) = instance.get_type().getattr_opt("run")? else {
+        return Ok(false);
+    };
+    let base = BASE_RUN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("raygent.task")?
+            .getattr("Task")?
+            .getattr("run")?
+            .unbind())
+    })?;
+    Ok(!run.is(base.bind(py)))
+}
+
+/// The task's `process_*` call on one chunk of Python objects: its own
+/// `run(items, at_once=..., **kwargs)` if it has one, else
+/// `process_items(items, **kwargs)` (at once) or `process_item(item,
+/// **kwargs)` on each item.
 pub fn call_task<'py>(
     instance: &Bound<'py, PyAny>,
     items: Bound<'py, PyList>,
@@ -66,18 +88,26 @@ pub fn call_task<'py>(
     kwargs: &Bound<'py, PyDict>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let n = items.len();
-    let out: Vec<Bound<'py, PyAny>> = if instance.hasattr("run")? {
-        let kw = kwargs.copy()?;
+    let kwargs = (!kwargs.is_empty()).then_some(kwargs);
+    let out: Vec<Bound<'py, PyAny>> = if has_own_run(instance)? {
+        let kw = match kwargs {
+            Some(k) => k.copy()?,
+            None => PyDict::new(instance.py()),
+        };
         kw.set_item("at_once", at_once)?;
         let r = instance.call_method("run", (items,), Some(&kw))?;
         r.try_iter()?.collect::<PyResult<_>>()?
     } else if at_once {
-        let r = instance.call_method("process_items", (items,), Some(kwargs))?;
+        let r = instance.call_method("process_items", (items,), kwargs)?;
         r.try_iter()?.collect::<PyResult<_>>()?
     } else {
+        let f = instance.getattr("process_item")?;
         let mut out = Vec::with_capacity(n);
         for x in items.iter() {
-            out.push(instance.call_method("process_item", (x,), Some(kwargs))?);
+            out.push(match kwargs {
+                Some(k) => f.call((x,), Some(k))?,
+                None => f.call1((x,))?,
+            });
         }
         out
     };
@@ -122,10 +152,10 @@ impl LocalTask {
         }
     }
 
-    fn run(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {
+    fn run(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
         let shared = Arc::clone(&self.shared);
-        let result = Python::attach(|py| -> Result<Vec<Value>, TaskError> {
-            let mut go = || -> PyResult<Vec<Value>> {
+        let result = Python::attach(|py| -> Result<Vec<Out>, TaskError> {
+            let mut go = || -> PyResult<Vec<Out>> {
                 let instance = match &self.instance {
                     Some(i) => i.bind(py).clone(),
                     None => {
@@ -136,11 +166,14 @@ impl LocalTask {
                 };
                 let objs = items
                     .iter()
-                    .map(|i| i.value.to_py(py))
+                    .map(|i| i.data.to_py(py))
                     .collect::<PyResult<Vec<_>>>()?;
                 let list = PyList::new(py, objs)?;
                 let out = call_task(&instance, list, shared.at_once, shared.kwargs.bind(py))?;
-                Ok(out.into_iter().map(|o| Value::Object(o.unbind())).collect())
+                Ok(out
+                    .into_iter()
+                    .map(|o| Out(Data::Object(o.unbind())))
+                    .collect())
             };
             go().map_err(|e| describe_error(py, &e).into())
         });
@@ -151,15 +184,15 @@ impl LocalTask {
 
 impl Task for LocalTask {
     type Input = Item;
-    type Output = Value;
+    type Output = Out;
 
-    fn process_item(&mut self, item: &Item) -> Result<Value, TaskError> {
+    fn process_item(&mut self, item: &Item) -> Result<Out, TaskError> {
         let mut out = self.run(std::slice::from_ref(item))?;
         out.pop()
             .ok_or_else(|| "the task returned no result".into())
     }
 
-    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {
+    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -181,9 +214,9 @@ pub struct PyWorkerTask;
 
 impl Task for PyWorkerTask {
     type Input = Item;
-    type Output = Value;
+    type Output = Out;
 
-    fn process_item(&mut self, _item: &Item) -> Result<Value, TaskError> {
+    fn process_item(&mut self, _item: &Item) -> Result<Out, TaskError> {
         Err("a Python worker task runs in a worker process only".into())
     }
 }
@@ -206,15 +239,15 @@ impl ProcTask {
 
 impl Task for ProcTask {
     type Input = Item;
-    type Output = Value;
+    type Output = Out;
 
-    fn process_item(&mut self, item: &Item) -> Result<Value, TaskError> {
+    fn process_item(&mut self, item: &Item) -> Result<Out, TaskError> {
         let mut out = self.process_items(std::slice::from_ref(item))?;
         out.pop()
             .ok_or_else(|| "the worker returned no result".into())
     }
 
-    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {
+    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
         let result = self.inner.process_items(items);
         self.shared.record(items, &result);
         result
@@ -234,21 +267,21 @@ pub enum PyTask {
     /// In the caller's process.
     Local(LocalTask),
     /// In a worker process.
-    Proc(ProcTask),
+    Proc(Box<ProcTask>),
 }
 
 impl Task for PyTask {
     type Input = Item;
-    type Output = Value;
+    type Output = Out;
 
-    fn process_item(&mut self, item: &Item) -> Result<Value, TaskError> {
+    fn process_item(&mut self, item: &Item) -> Result<Out, TaskError> {
         match self {
             PyTask::Local(t) => t.process_item(item),
             PyTask::Proc(t) => t.process_item(item),
         }
     }
 
-    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Value>, TaskError> {
+    fn process_items(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
         match self {
             PyTask::Local(t) => t.process_items(items),
             PyTask::Proc(t) => t.process_items(items),

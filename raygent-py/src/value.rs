@@ -10,9 +10,10 @@
 //! is the object that was saved; in JSON a tuple is an array and a pickle
 //! cannot be stored (the saver says which result).
 //!
-//! In sequential mode, items and results stay Python objects
-//! ([`Value::Object`]) and are converted only if they are saved or
-//! fingerprinted.
+//! On the way to and from worker processes, items and results are CBOR
+//! bytes ([`Data::Encoded`], written and read by `crate::codec` without a
+//! `Value` tree); in sequential mode they stay Python objects
+//! ([`Data::Object`]), converted only if they are saved or fingerprinted.
 
 use std::cell::Cell;
 use std::fmt;
@@ -30,7 +31,7 @@ pub const TUPLE_TAG: u64 = 0x5247_5401;
 pub const PICKLE_TAG: u64 = 0x5247_5001;
 
 /// How deep plain data is converted before the rest is pickled whole.
-const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 64;
 
 /// One Python item or result.
 pub enum Value {
@@ -56,9 +57,6 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     /// Anything else, pickled.
     Pickle(Vec<u8>),
-    /// A Python object kept as it is (sequential mode): converted only when
-    /// it is serialized.
-    Object(Py<PyAny>),
 }
 
 impl Clone for Value {
@@ -75,7 +73,6 @@ impl Clone for Value {
             Value::Tuple(v) => Value::Tuple(v.clone()),
             Value::Dict(v) => Value::Dict(v.clone()),
             Value::Pickle(b) => Value::Pickle(b.clone()),
-            Value::Object(o) => Python::attach(|py| Value::Object(o.clone_ref(py))),
         }
     }
 }
@@ -103,7 +100,6 @@ impl fmt::Debug for Value {
                 .entries(v.iter().map(|(k, v)| (k, v)))
                 .finish(),
             Value::Pickle(b) => write!(f, "<pickle, {} bytes>", b.len()),
-            Value::Object(_) => write!(f, "<python object>"),
         }
     }
 }
@@ -238,7 +234,6 @@ impl Value {
                 d.into_any()
             }
             Value::Pickle(b) => unpickle(py, b)?,
-            Value::Object(o) => o.bind(py).clone(),
         })
     }
 }
@@ -362,11 +357,6 @@ impl Serialize for Value {
                     Tagged(self).serialize(s)
                 }
             }
-            Value::Object(o) => {
-                let plain = Python::attach(|py| Value::from_py(o.bind(py)))
-                    .map_err(|e| ser::Error::custom(format!("cannot convert the object: {e}")))?;
-                plain.serialize(s)
-            }
         }
     }
 }
@@ -405,7 +395,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
         u64::try_from(v)
-            .map(|u| self_int(u))
+            .map(self_int)
             .map_err(|_| E::custom(format!("integer {v} is out of range")))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
@@ -517,20 +507,93 @@ impl<'de> Deserialize<'de> for CsvRecord {
     }
 }
 
-/// One input item: its index in the input and its value. Only the value is
-/// serialized (sent to a worker, fingerprinted); the index lets a failed
-/// chunk's items be given back to the caller.
+/// An item or a result on the hot path: CBOR bytes (parallel mode, see
+/// `crate::codec`), or a Python object (sequential mode).
+pub enum Data {
+    /// The CBOR encoding of the object.
+    Encoded(Vec<u8>),
+    /// The object itself.
+    Object(Py<PyAny>),
+}
+
+impl Clone for Data {
+    fn clone(&self) -> Self {
+        match self {
+            Data::Encoded(b) => Data::Encoded(b.clone()),
+            Data::Object(o) => Python::attach(|py| Data::Object(o.clone_ref(py))),
+        }
+    }
+}
+
+impl fmt::Debug for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Data::Encoded(b) => write!(f, "<{} bytes of CBOR>", b.len()),
+            Data::Object(_) => write!(f, "<python object>"),
+        }
+    }
+}
+
+impl Data {
+    /// The Python object.
+    pub fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Data::Encoded(b) => crate::codec::decode_py(py, b),
+            Data::Object(o) => Ok(o.bind(py).clone()),
+        }
+    }
+
+    fn with_encoded<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
+        match self {
+            Data::Encoded(b) => Ok(f(b)),
+            Data::Object(o) => Python::attach(|py| crate::codec::to_bytes(o.bind(py)))
+                .map(|b| f(&b))
+                .map_err(|e| format!("cannot convert the object: {e}")),
+        }
+    }
+
+    /// The value as a tree (for the savers' formats).
+    pub fn value(&self) -> Result<Value, String> {
+        match self {
+            Data::Encoded(b) => decode(b),
+            Data::Object(o) => Python::attach(|py| Value::from_py(o.bind(py)))
+                .map_err(|e| format!("cannot convert the object: {e}")),
+        }
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string holding CBOR")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+}
+
+/// One input item: its index in the input and the item. It serializes as
+/// its CBOR encoding in a byte string (what a worker receives, and what the
+/// input's fingerprint covers, the same in both modes); the index lets a
+/// failed chunk's items be given back to the caller.
 #[derive(Debug, Clone)]
 pub struct Item {
     /// The item's index in the input.
     pub index: u64,
     /// The item.
-    pub value: Value,
+    pub data: Data,
 }
 
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(s)
+        self.data
+            .with_encoded(|b| s.serialize_bytes(b))
+            .map_err(ser::Error::custom)?
     }
 }
 
@@ -538,16 +601,26 @@ impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Item {
             index: 0,
-            value: Value::deserialize(d)?,
+            data: Data::Encoded(d.deserialize_byte_buf(BytesVisitor)?),
         })
     }
 }
 
-/// CBOR bytes of `value` (tags for tuples and pickles).
-pub fn encode(value: &Value) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+/// One result. It arrives from a worker as its CBOR encoding in a byte
+/// string; a saver serializes it as the value it holds.
+#[derive(Debug, Clone)]
+pub struct Out(pub Data);
+
+impl Serialize for Out {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.value().map_err(ser::Error::custom)?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Out {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Out(Data::Encoded(d.deserialize_byte_buf(BytesVisitor)?)))
+    }
 }
 
 /// The value in CBOR `bytes`.

@@ -12,10 +12,10 @@ use std::os::fd::{AsRawFd, FromRawFd};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use raygent_core::{from_cbor, read_frame, to_cbor, write_frame};
+use raygent_core::{read_frame, write_frame};
 
+use crate::codec;
 use crate::task::{call_task, describe_error};
-use crate::value::Value;
 
 /// Moves the protocol off fds 0 and 1: returns (input, output) on new
 /// close-on-exec descriptors and points fd 1 at stderr (a stray `print`
@@ -43,24 +43,45 @@ fn take_protocol_fds() -> io::Result<(File, File)> {
     }
 }
 
+/// Runs one chunk: the request is a CBOR array of byte strings, each the
+/// encoding of one item; the reply is what the runtime's `ProcessTask`
+/// reads as `Result<Vec<Out>, String>`: `{"Ok": [byte strings]}` or
+/// `{"Err": "the traceback"}`.
 fn run_chunk(
     py: Python<'_>,
     instance: &Bound<'_, PyAny>,
     frame: &[u8],
     at_once: bool,
     kwargs: &Bound<'_, PyDict>,
-) -> Result<Vec<Value>, String> {
-    let items: Vec<Value> =
-        from_cbor(frame).map_err(|e| format!("the worker cannot decode the chunk: {e}"))?;
-    let go = || -> PyResult<Vec<Value>> {
-        let objs = items
-            .iter()
-            .map(|v| v.to_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
+    reply: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) {
+    let go = |reply: &mut Vec<u8>, scratch: &mut Vec<u8>| -> PyResult<()> {
+        let mut r = codec::Reader::new(frame);
+        let n = r.array()?;
+        let mut objs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let item = r.byte_string()?;
+            objs.push(codec::decode_py(py, item)?);
+        }
         let out = call_task(instance, PyList::new(py, objs)?, at_once, kwargs)?;
-        out.iter().map(Value::from_py).collect()
+        reply.clear();
+        codec::head(reply, 5, 1);
+        codec::text(reply, "Ok");
+        codec::head(reply, 4, out.len() as u64);
+        for o in &out {
+            scratch.clear();
+            codec::encode_py(o, scratch)?;
+            codec::bytes(reply, scratch);
+        }
+        Ok(())
     };
-    go().map_err(|e| describe_error(py, &e))
+    if let Err(e) = go(reply, scratch) {
+        reply.clear();
+        codec::head(reply, 5, 1);
+        codec::text(reply, "Err");
+        codec::text(reply, &describe_error(py, &e));
+    }
 }
 
 /// Serves chunks on stdin/stdout with `instance` until stdin closes.
@@ -77,6 +98,7 @@ pub fn serve(
     let mut w = BufWriter::with_capacity(64 * 1024, output);
     let mut buf = Vec::new();
     let mut out = Vec::new();
+    let mut scratch = Vec::new();
     loop {
         // Blocking reads and writes release the interpreter, so the task's
         // own threads run meanwhile.
@@ -84,14 +106,15 @@ pub fn serve(
         if !more {
             return Ok(());
         }
-        let reply = run_chunk(py, &instance, &buf, at_once, &kwargs);
-        out.clear();
-        if let Err(e) = to_cbor(&reply, &mut out) {
-            out.clear();
-            let fallback: Result<Vec<Value>, String> =
-                Err(format!("the worker cannot encode the results: {e}"));
-            to_cbor(&fallback, &mut out).map_err(io::Error::other)?;
-        }
+        run_chunk(
+            py,
+            &instance,
+            &buf,
+            at_once,
+            &kwargs,
+            &mut out,
+            &mut scratch,
+        );
         py.detach(|| -> io::Result<()> {
             write_frame(&mut w, &out)?;
             w.flush()

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
-import shutil
 import sys
-import tempfile
-import warnings
 from collections.abc import Sized
 from typing import Any, Callable, Iterable, Optional
 
@@ -48,6 +43,8 @@ def _parse_size(value: Any) -> Optional[int]:
 
 def _stable(obj: Any) -> str:
     """A representation of a non-JSON value that is the same on every run."""
+    import hashlib
+
     try:
         digest = hashlib.sha256(pickle.dumps(obj, protocol=4)).hexdigest()[:16]
     except Exception:
@@ -147,6 +144,12 @@ class TaskManager:
           ``"2G"``): limits of a worker process (``use_ray=True`` only).
         - ``progress``: a progress bar (default: in a terminal or Jupyter).
         """
+        # Imported here: worker processes import this package too, and start faster without them.
+        import json
+        import shutil
+        import tempfile
+        import warnings
+
         # --- arguments -------------------------------------------------
         if isinstance(items, (str, bytes, bytearray)) or not hasattr(items, "__iter__"):
             raise TypeError(f"items must be a list (or any iterable) of items, not {type(items).__name__}")
