@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList};
@@ -136,17 +136,27 @@ impl ResultHandler<Out> for CallHandler {
     }
 }
 
-/// The job's result handler: the manager's list, or a Python callable.
-enum Handler {
+/// The job's result handler (the manager's list, or a Python callable),
+/// and when it got its first results.
+struct Handler {
+    kind: HandlerKind,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+enum HandlerKind {
     Collect(Collect<Out>),
     Call(CallHandler),
 }
 
 impl ResultHandler<Out> for Handler {
     fn add(&mut self, first_item: u64, results: Vec<Out>) {
-        match self {
-            Handler::Collect(c) => c.add(first_item, results),
-            Handler::Call(h) => h.add(first_item, results),
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        match &mut self.kind {
+            HandlerKind::Collect(c) => c.add(first_item, results),
+            HandlerKind::Call(h) => h.add(first_item, results),
         }
     }
 }
@@ -304,14 +314,20 @@ pub fn run_job<'py>(
     let stop = StopHandle::new();
     let handler_error = Arc::new(Mutex::new(None::<PyErr>));
     let collect = result_handler.is_none();
-    let handler = match result_handler {
-        None => Handler::Collect(Collect::new()),
-        Some(f) => Handler::Call(CallHandler {
+    let started = Instant::now();
+    let kind = match result_handler {
+        None => HandlerKind::Collect(Collect::new()),
+        Some(f) => HandlerKind::Call(CallHandler {
             f: f.unbind(),
             chunk_size: chunk_size.max(1) as u64,
             error: Arc::clone(&handler_error),
             stop: stop.clone(),
         }),
+    };
+    let handler = Handler {
+        kind,
+        first: None,
+        last: None,
     };
     let mut manager = TaskManager::with_handler(factory, handler)
         .with_n_cores(n_cores)
@@ -404,8 +420,12 @@ pub fn run_job<'py>(
     })?;
 
     let out = PyDict::new(py);
-    let results = match manager.into_result_handler() {
-        Some(Handler::Collect(mut c)) if collect => {
+    let handler = manager.into_result_handler();
+    let since = |t: Option<Instant>| t.map(|t| t.duration_since(started).as_secs_f64());
+    let first_result = since(handler.as_ref().and_then(|h| h.first));
+    let last_result = since(handler.as_ref().and_then(|h| h.last));
+    let results = match handler.map(|h| h.kind) {
+        Some(HandlerKind::Collect(mut c)) if collect => {
             let values = c.take();
             let objs = values
                 .iter()
@@ -418,7 +438,10 @@ pub fn run_job<'py>(
     out.set_item("results", results)?;
     let error: Option<PyErr> = match result {
         Ok(report) => {
-            out.set_item("report", report_dict(py, &report)?)?;
+            let d = report_dict(py, &report)?;
+            d.set_item("first_result_s", first_result)?;
+            d.set_item("last_result_s", last_result)?;
+            out.set_item("report", d)?;
             None
         }
         Err(e) => {
