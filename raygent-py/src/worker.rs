@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -23,24 +22,11 @@ use crate::task::{call_task, describe_error};
 /// and fd 0 at /dev/null.
 fn take_protocol_fds() -> io::Result<(File, File)> {
     let devnull = File::open("/dev/null")?;
-    // SAFETY: plain descriptor operations on descriptors this process owns;
-    // each new descriptor is owned by the File made from it, and only here.
-    unsafe {
-        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        if input < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let input = File::from_raw_fd(input);
-        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
-        if output < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let output = File::from_raw_fd(output);
-        if libc::dup2(2, 1) < 0 || libc::dup2(devnull.as_raw_fd(), 0) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((input, output))
-    }
+    let input = File::from(rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?);
+    let output = File::from(rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?);
+    rustix::stdio::dup2_stdout(io::stderr())?;
+    rustix::stdio::dup2_stdin(&devnull)?;
+    Ok((input, output))
 }
 
 /// Runs one chunk: the request is a CBOR array of byte strings, each the
