@@ -19,7 +19,7 @@ from tasks import SlowSquare
 
 class JsonFileSaver(Saver):
     """Appends one JSON line per result; resumes by cutting the file back
-    to the first ``next_index`` lines."""
+    to the first ``next_index`` lines (atomically: a crash may come then too)."""
 
     def __init__(self, path):
         self.path = path
@@ -39,6 +39,7 @@ class JsonFileSaver(Saver):
             raise ValueError(f"{self.path} is not empty")
 
     def resume(self, next_index):
+        # A crash may hit resume itself: the file is replaced atomically.
         if not os.path.exists(self.path):
             return
         keep = []
@@ -47,8 +48,12 @@ class JsonFileSaver(Saver):
                 if i >= next_index:
                     break
                 keep.append(line)
-        with open(self.path, "w") as f:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
             f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
 
 def main():
