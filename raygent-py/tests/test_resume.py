@@ -26,15 +26,18 @@ EXPECTED = [{"x": x, "sq": x * x, "t": (x, str(x))} for x in range(N)]
 def kill_and_resume(url, mode, kind="dataset", kills=3, seed=None):
     seed = random.randrange(1 << 30) if seed is None else seed
     rng = random.Random(seed)
+    killed_running = 0
     for k in range(kills):
         proc = popen_script(["driver.py", url, mode, str(N), kind], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().startswith("STARTED"), f"seed {seed}"
         time.sleep(rng.uniform(0.05, 1.2))
+        killed_running += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         # The kernel kills the workers with the driver (PR_SET_PDEATHSIG).
         wait_for(lambda: not workers_of(proc.pid), 30, f"the workers of {proc.pid} to die (seed {seed})")
         proc.stdout.close()
+    assert killed_running, f"seed {seed}: every run had finished before its kill"
     done = run_script(["driver.py", url, mode, str(N), kind])
     assert done.returncode == 0, f"seed {seed}: {done.stderr}"
     assert "\nDONE " in done.stdout, f"seed {seed}: {done.stdout}"
