@@ -408,6 +408,55 @@ impl StageCheckpoints {
         Ok(data)
     }
 
+    /// The partitions below `n` that unfinished checkpoint `name` already
+    /// holds, in order (for a caller that computes the missing ones itself,
+    /// in parallel, with [`write_partition`](Self::write_partition) and
+    /// [`finish`](Self::finish)).
+    pub fn written_partitions(&self, name: &str, n: usize) -> Result<Vec<usize>> {
+        let dir = self.dir(name)?;
+        Ok(self
+            .io
+            .block_on(existing_parts(&*self.store, &dir, n))??
+            .into_iter()
+            .collect())
+    }
+
+    /// Writes partition `index` of checkpoint `name` (one atomic write, so
+    /// it exists complete or not at all), in any order. The checkpoint is
+    /// finished only by [`finish`](Self::finish).
+    pub fn write_partition<T: Serialize>(
+        &self,
+        name: &str,
+        index: usize,
+        part: &[T],
+    ) -> Result<()> {
+        let dir = self.dir(name)?;
+        let bytes = self.encode(&dir, index, part)?;
+        self.io.block_on(io::put_or_err(
+            &*self.store,
+            &dir.clone().join(part_file_name(index)),
+            bytes,
+        ))?
+    }
+
+    /// Marks checkpoint `name` finished with `n` partitions (writes its DONE
+    /// marker) once every partition below `n` is written; fails with
+    /// [`Error::Corrupt`] naming the first one missing.
+    pub fn finish(&self, name: &str, n: usize) -> Result<()> {
+        let dir = self.dir(name)?;
+        let store = &*self.store;
+        let have = self.io.block_on(existing_parts(store, &dir, n))??;
+        if let Some(missing) = (0..n).find(|i| !have.contains(i)) {
+            return Err(Error::Corrupt {
+                location: loc(store, &dir.clone().join(part_file_name(missing))),
+                message: format!("partition {missing} of {n} was never written"),
+            });
+        }
+        self.io.block_on(write_done(store, &dir, n))??;
+        self.log(name, "checkpoint done");
+        Ok(())
+    }
+
     /// Deletes checkpoint `name` (its DONE marker first).
     pub fn clear(&self, name: &str) -> Result<()> {
         let dir = self.dir(name)?;

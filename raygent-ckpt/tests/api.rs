@@ -210,3 +210,29 @@ fn on_a_local_disk_staging_files_of_a_killed_save_are_removed() {
     rerun.clear().unwrap();
     assert_eq!(dirs(), [] as [String; 0]);
 }
+
+/// Partitions computed elsewhere (in parallel, in any order) are written
+/// one by one; the checkpoint is finished only once all are there.
+#[test]
+fn partitions_written_one_by_one_then_finished() {
+    let stages = StageCheckpoints::new(memory(), Path::from("p")).unwrap();
+    stages.write_partition("s", 2, &[20u32]).unwrap();
+    stages.write_partition("s", 0, &[0u32]).unwrap();
+    assert_eq!(stages.written_partitions("s", 3).unwrap(), vec![0, 2]);
+    assert_eq!(stages.written_partitions("s", 2).unwrap(), vec![0]);
+    let err = stages.finish("s", 3).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("partition 1 of 3 was never written"),
+        "{err}"
+    );
+    assert!(!stages.is_done("s").unwrap());
+    stages.write_partition("s", 1, &[10u32]).unwrap();
+    stages.finish("s", 3).unwrap();
+    assert!(stages.is_done("s").unwrap());
+    assert_eq!(
+        stages.load::<u32>("s").unwrap(),
+        vec![vec![0], vec![10], vec![20]]
+    );
+}
