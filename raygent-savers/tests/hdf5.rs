@@ -159,7 +159,8 @@ fn check_empty_and_overwrite_option() {
     let mut fresh = Hdf5Saver::<i64>::create(&path, "d", Hdf5Options::default()).unwrap();
     let err = fresh.check_empty().unwrap_err();
     assert!(matches!(err, SaveError::Config(_)), "{err:?}");
-    assert!(err.to_string().contains("already holds 6 results"), "{err}");
+    let chain = raygent_core::ErrorChain(&err).to_string();
+    assert!(chain.contains("already holds 6 results"), "{chain}");
 
     let opts = Hdf5Options::default().with_overwrite(true);
     let mut over = Hdf5Saver::<i64>::create(&path, "d", opts).unwrap();
