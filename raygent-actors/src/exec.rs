@@ -13,8 +13,6 @@ pub(crate) enum Failure {
     Panic(String),
     /// The task broke its contract (wrong number of results).
     Contract(String),
-    /// The job is stopping: the chunk was not run.
-    Cancelled,
 }
 
 impl Failure {
@@ -26,7 +24,6 @@ impl Failure {
             }
             Failure::Panic(_) => "panic",
             Failure::Contract(_) => "contract",
-            Failure::Cancelled => "cancelled",
         }
     }
 }
@@ -37,12 +34,11 @@ impl std::fmt::Display for Failure {
             Failure::Error(e) => write!(f, "{e}"),
             Failure::Panic(m) => write!(f, "task panicked: {m}"),
             Failure::Contract(m) => write!(f, "{m}"),
-            Failure::Cancelled => write!(f, "not run: the job is stopping"),
         }
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -91,7 +87,10 @@ pub(crate) fn run_chunk<F: TaskFactory>(
         ))),
         Ok(Err(e)) => Err(Failure::Error(e)),
         Err(p) => {
-            *slot = None;
+            // The broken instance goes; its own drop may panic too, which
+            // must not end the task actor's thread.
+            let broken = slot.take();
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(broken)));
             Err(Failure::Panic(panic_message(p)))
         }
     }

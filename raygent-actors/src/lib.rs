@@ -15,35 +15,46 @@
 //! assert_eq!(manager.get_results(), &[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
 //! ```
 //!
-//! Inside, one job is a handful of actix actors: a supervisor owning a pool
-//! of task actors (one task instance each, on their own threads, panics
-//! caught), a reorder actor that releases chunks in input order, and a saver
-//! actor that batches, saves and feeds the result handler off the task
-//! threads. See `docs/architecture.md`.
+//! Inside, one job is a handful of actors, each the owner of its state: a
+//! supervisor (an actix actor) owning a pool of task actors (one task
+//! instance each, on their own threads, panics caught) that take chunks
+//! from a shared queue, a saver actor that puts finished chunks back in
+//! input order, saves them and feeds the result handler off the task
+//! threads, and a checkpoint actor that records progress. See
+//! `docs/architecture.md`.
 
-mod actors;
+mod checkpoint;
 mod exec;
+mod feed;
+mod flow;
 mod manager;
+mod options;
+mod pool;
 mod progress;
+mod reorder;
 mod resume;
+mod saver;
 mod shard;
 mod sink;
+mod state;
+mod store;
+mod supervisor;
+mod task;
 mod window;
 pub mod worker;
 
-pub use crate::manager::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, SubmitOptions, TaskManager, max_concurrent_tasks,
-};
+pub use crate::manager::{TaskManager, max_concurrent_tasks};
+pub use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_SAVE_INTERVAL, SubmitOptions};
 pub use crate::progress::Progress;
-pub use crate::resume::{
-    DEFAULT_CHECKPOINT_INTERVAL, INLINE_JOB_STATE_MAX, JobConfig, JobState, MemoryProgressStore,
-    ProgressStore, ResumeConfig, StepProgressStore,
-};
+pub use crate::resume::{DEFAULT_CHECKPOINT_INTERVAL, ResumeConfig};
 pub use crate::shard::{
     K8S_INDEX_ENV, SHARD_OFFSET_ENV, SLURM_TASK_COUNT_ENV, SLURM_TASK_ID_ENV, SLURM_TASK_MAX_ENV,
     SLURM_TASK_MIN_ENV, Shard,
 };
-pub use crate::sink::Commit;
+pub use crate::state::{JobConfig, JobState};
+pub use crate::store::{
+    INLINE_JOB_STATE_MAX, MemoryProgressStore, ProgressStore, StepProgressStore,
+};
 pub use crate::worker::{
     LineTask, ProcessTask, RustWorker, WORKER_ID_ENV, WORKER_TASK_ENV, WorkerCommand, WorkerError,
     WorkerErrorKind, serve_worker_if_requested,

@@ -1,192 +1,24 @@
-//! `TaskManager`: the entry point of a job.
+//! `TaskManager`: the entry point of a job. It sets the job up (resuming
+//! from a checkpoint if asked), runs it on the pool or in the caller's
+//! thread, and assembles the report.
 
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use raygent_core::{
-    Chunks, Collect, Error, FailurePolicy, JobReport, ResultHandler, RetryPolicy, Saver,
-    StopHandle, Task, TaskFactory,
-};
+use raygent_core::{Chunks, Collect, Error, JobReport, ResultHandler, StopHandle, TaskFactory};
 
-use crate::actors::{
-    Dispatch, Finished, InputEnd, Reorder, RunStats, SaverActor, Supervisor, SupervisorConfig,
-    fill_report,
-};
-use crate::exec::run_chunk;
-use crate::progress::Progress;
-use crate::sink::{CommitObserver, Released, Sink};
+use crate::feed::{Fed, Feeder};
+use crate::flow::Finished;
+use crate::options::SubmitOptions;
+use crate::pool::RunQueue;
+use crate::resume::Resumer;
+use crate::saver::{SaverActor, SaverMsg};
+use crate::sink::{CheckpointLink, Sink};
+use crate::state::StartPoint;
+use crate::supervisor::{PoolConfig, Shutdown, Supervisor};
+use crate::task::{AttemptStats, In, Out, Rules, Step, TaskActor};
 use crate::window::Window;
-
-type In<F> = <<F as TaskFactory>::Task as Task>::Input;
-type Out<F> = <<F as TaskFactory>::Task as Task>::Output;
-
-/// The default number of items per chunk.
-pub const DEFAULT_CHUNK_SIZE: usize = 100;
-/// The default number of results per save.
-pub const DEFAULT_SAVE_INTERVAL: usize = 100;
-
-/// Options of one [`TaskManager::submit_tasks`] call.
-///
-/// ```
-/// use raygent_actors::SubmitOptions;
-/// use raygent_core::{FailurePolicy, RetryPolicy};
-/// let opts: SubmitOptions<u64> = SubmitOptions::new()
-///     .with_chunk_size(10)
-///     .with_retry(RetryPolicy::new(5))
-///     .with_failure_policy(FailurePolicy::Skip);
-/// assert_eq!(opts.chunk_size(), 10);
-/// ```
-pub struct SubmitOptions<O> {
-    chunk_size: usize,
-    at_once: bool,
-    saver: Option<Box<dyn Saver<O>>>,
-    save_interval: usize,
-    retry: RetryPolicy,
-    failure_policy: FailurePolicy,
-    window: Option<usize>,
-    stop: Option<StopHandle>,
-    progress: Option<Progress>,
-    pub(crate) resume: Option<crate::resume::ResumeConfig>,
-    shard: Option<(u32, u32)>,
-}
-
-impl<O> Default for SubmitOptions<O> {
-    fn default() -> Self {
-        SubmitOptions {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            at_once: false,
-            saver: None,
-            save_interval: DEFAULT_SAVE_INTERVAL,
-            retry: RetryPolicy::default(),
-            failure_policy: FailurePolicy::default(),
-            window: None,
-            stop: None,
-            progress: None,
-            resume: None,
-            shard: None,
-        }
-    }
-}
-
-impl<O: Send + 'static> SubmitOptions<O> {
-    /// Defaults: chunks of 100, per-item processing, no saver, saves every
-    /// 100 results, 3 retries, abort on a permanently failing chunk.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Items per chunk (at least 1).
-    pub fn with_chunk_size(mut self, n: usize) -> Self {
-        self.chunk_size = n;
-        self
-    }
-    /// Calls [`Task::process_items`] on whole chunks instead of
-    /// [`Task::process_item`] on each item.
-    pub fn with_at_once(mut self, at_once: bool) -> Self {
-        self.at_once = at_once;
-        self
-    }
-    /// Saves results with `saver`.
-    pub fn with_saver(mut self, saver: impl Saver<O>) -> Self {
-        self.saver = Some(Box::new(saver));
-        self
-    }
-    /// Saves results with a boxed saver.
-    pub fn with_boxed_saver(mut self, saver: Box<dyn Saver<O>>) -> Self {
-        self.saver = Some(saver);
-        self
-    }
-    /// Results per save (batches are cut at chunk boundaries, so a batch
-    /// holds at least this many results, except the last).
-    pub fn with_save_interval(mut self, n: usize) -> Self {
-        self.save_interval = n;
-        self
-    }
-    /// How failed chunks are retried.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-    /// What happens to a chunk that fails on every attempt.
-    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
-        self.failure_policy = policy;
-        self
-    }
-    /// How many chunks may be in flight (dispatched but not yet consumed by
-    /// the saver stage) at once; bounds memory when one chunk is slow.
-    /// Defaults to `max(64, 8 × workers)`.
-    pub fn with_window(mut self, chunks: usize) -> Self {
-        self.window = Some(chunks);
-        self
-    }
-    /// A handle that stops the job: it stops dispatching, commits what is
-    /// complete and returns [`Error::Interrupted`].
-    pub fn with_stop_handle(mut self, stop: StopHandle) -> Self {
-        self.stop = Some(stop);
-        self
-    }
-    /// Live counters the job updates (for a progress bar).
-    pub fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = Some(progress);
-        self
-    }
-    /// Checkpoints progress and resumes an earlier run of the same job.
-    /// Needs a saver.
-    pub fn with_checkpoint(mut self, resume: crate::ResumeConfig) -> Self {
-        self.resume = Some(resume);
-        self
-    }
-    /// Runs only shard `index` of `count` (from 0) of the items given: the
-    /// contiguous share `[index × len / count, (index + 1) × len / count)`
-    /// of their `len` items, whose number must be known ahead (an exact
-    /// `size_hint`, as a `Vec`, a slice or a range have). Chunks are
-    /// numbered from 0 within the share; the shards' results, taken in
-    /// shard order, are the results of the whole input in input order. The
-    /// shard is part of the checkpoint's identity, so a checkpoint of
-    /// another shard (or shard count) is never resumed. See
-    /// [`Shard::from_env`](crate::Shard::from_env) for the shard of a Slurm
-    /// array task or a Kubernetes Indexed Job.
-    ///
-    /// ```
-    /// use raygent_actors::{SubmitOptions, TaskManager};
-    /// use raygent_core::task_fn;
-    /// let mut m = TaskManager::new(|| task_fn("double", |x: &u64| Ok(x * 2)));
-    /// m.submit_tasks(0..10u64, SubmitOptions::new().with_shard(1, 3)).unwrap();
-    /// assert_eq!(m.get_results(), &[6, 8, 10]);
-    /// ```
-    pub fn with_shard(mut self, index: u32, count: u32) -> Self {
-        self.shard = Some((index, count));
-        self
-    }
-    /// The shard set by [`with_shard`](Self::with_shard): `(index, count)`.
-    pub fn shard(&self) -> Option<(u32, u32)> {
-        self.shard
-    }
-    /// The saver, if any.
-    pub fn saver_ref(&self) -> Option<&dyn Saver<O>> {
-        self.saver.as_deref()
-    }
-    /// Whether chunks are processed at once.
-    pub fn at_once(&self) -> bool {
-        self.at_once
-    }
-    /// The failure policy.
-    pub fn failure_policy(&self) -> FailurePolicy {
-        self.failure_policy
-    }
-    /// The chunk size.
-    pub fn chunk_size(&self) -> usize {
-        self.chunk_size
-    }
-    /// The save interval.
-    pub fn save_interval(&self) -> usize {
-        self.save_interval
-    }
-    /// The retry policy.
-    pub fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-}
 
 /// Runs a task over many items on a bounded pool of workers.
 ///
@@ -300,9 +132,9 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
     ///
     /// Results reach the result handler (and the saver, if any) in input
     /// order. Returns the job's report, or the error that stopped it: a chunk
-    /// that failed on every attempt under [`FailurePolicy::Abort`], a save
-    /// error, or an interruption. Everything completed before the error was
-    /// handed on and saved.
+    /// that failed on every attempt under [`FailurePolicy::Abort`](raygent_core::FailurePolicy::Abort),
+    /// a save error, or an interruption. Everything completed before the
+    /// error was handed on and saved.
     pub fn submit_tasks<I>(
         &mut self,
         items: I,
@@ -353,9 +185,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             ));
         }
         if self.handler.is_none() {
-            return Err(Error::Runtime(
-                "result handler lost by an earlier failed job".into(),
-            ));
+            return Err(lost_handler());
         }
         let workers = self.max_concurrent_tasks();
         let span = tracing::info_span!(
@@ -371,293 +201,369 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
         // task's name and version becomes the first worker's, so a resume
         // calls the factory no more often than a plain run does.
         let mut first_task = None;
-        let mut resume = match options.resume.take() {
+        let mut resumer = match options.resume.take() {
             Some(cfg) => {
                 let probe = make_task(&*self.factory)?;
-                let r = crate::resume::Resumer::open(cfg, &probe, &options)?;
+                let r = Resumer::open(cfg, &probe, &mut options)?;
                 first_task = Some(Box::new(probe));
                 Some(r)
             }
             None => None,
         };
-        let start = resume.as_ref().map(|r| r.start()).unwrap_or_default();
-        if let Some(r) = resume.as_mut()
-            && let Some(saver) = options.saver.as_mut()
-        {
-            r.prepare_saver(saver.as_mut())?;
-        }
         let mut report = JobReport::default();
         let mut chunks = Chunks::try_new(items, options.chunk_size)?;
         // Skip (and fingerprint) what an earlier run committed.
-        if let Some(r) = resume.as_mut() {
+        if let Some(r) = resumer.as_mut() {
             r.skip_committed(&mut chunks)?;
-            report.resumed_chunks = start.next_chunk;
+            report.resumed_chunks = r.start().next_chunk;
         }
-        let observer: Option<CommitObserver> = resume.as_mut().map(|r| r.observer());
-        let gate = resume.as_ref().and_then(|r| r.first_write_gate());
+        let (start, fingerprint, link, checkpoints) = match resumer.map(Resumer::into_parts) {
+            Some(c) => (
+                c.start,
+                Some(c.fingerprint),
+                Some(CheckpointLink {
+                    commits: c.commits,
+                    gate: c.gate,
+                }),
+                Some(c.actor),
+            ),
+            None => (StartPoint::default(), None, None, None),
+        };
 
         // Everything that can refuse the job has run: only now does the
         // result handler leave the manager (it comes back with the sink),
         // so a refused job leaves the manager and its results as they were.
         let Some(handler) = self.handler.take() else {
-            return Err(Error::Runtime(
-                "result handler lost by an earlier failed job".into(),
-            ));
+            return Err(lost_handler());
         };
-        let mut sink = Sink::new(
+        let sink = Sink::new(
             handler,
             options.saver.take(),
             options.save_interval,
-            observer,
-            gate,
+            link,
             &start,
+            options.progress.clone().unwrap_or_default(),
         );
-        if let Some(p) = &options.progress {
-            p.set_position(start.next_chunk, start.next_item);
-            sink.progress = p.clone();
-        }
-        let outcome = if self.sequential {
-            self.run_sequential(chunks, sink, &options, first_task, resume.as_mut())
+        let feeder = Feeder::new(chunks, options.stop.clone(), fingerprint);
+        let ran = if self.sequential {
+            self.run_sequential(feeder, sink, &options, first_task)
         } else {
-            self.run_actors(chunks, sink, &options, workers, first_task, resume.as_mut())
+            self.run_actors(feeder, sink, &options, workers, first_task)
         };
-        let (finished, fed) = match outcome {
-            Ok(x) => x,
-            Err(e) => {
-                if let Some(r) = resume.as_mut() {
-                    let _ = r.finish(false);
-                }
-                return Err(e);
-            }
-        };
-        let mut fed = fed;
+        let Ran {
+            sink,
+            mut fed,
+            stats,
+            abort,
+            broken,
+        } = ran;
         // Chunks cancelled by a stop after the whole input was fed: the job
         // did not complete even though the feeder saw no interruption.
-        if finished.sink.next_chunk() < fed.end_chunk
+        if sink
+            .as_ref()
+            .is_some_and(|s| s.next_chunk() < fed.end_chunk)
             && options.stop.as_ref().is_some_and(StopHandle::is_stopped)
         {
             fed.interrupted = true;
         }
-        let clean = finished.sink.error.is_none()
-            && finished.stats.error.is_none()
+        let clean = broken.is_none()
+            && sink.as_ref().is_some_and(|s| s.error.is_none())
+            && abort.is_none()
             && fed.input_error.is_none()
             && !fed.interrupted;
-        let ckpt_result = match resume.as_mut() {
-            Some(r) => r.finish(clean),
-            None => Ok(()),
-        };
-        fill_report(&mut report, &finished);
+        let ended = checkpoints.map(|c| c.finish(clean));
+        let ended_step0_failed = ended.as_ref().is_some_and(|e| e.step0_failed);
+        report.retries = stats.retries;
+        report.failures = stats.failures;
         report.items = fed.items;
         report.chunks = fed.chunks;
+        let save_error = match sink {
+            Some(sink) => {
+                report.results = sink.results;
+                report.saves = sink.saves;
+                report.failed_chunks = sink.failed;
+                self.handler = Some(sink.handler);
+                sink.error
+            }
+            None => None,
+        };
         report.wall_time = started.elapsed();
-        let Finished { sink, stats } = finished;
-        let Sink { handler, error, .. } = sink;
-        self.handler = Some(handler);
         tracing::info!(items = report.items, chunks = report.chunks, retries = report.retries, failed = report.failed_chunks.len(), wall = ?report.wall_time, "job finished");
+        let (ckpt_result, committed_chunks) = match ended {
+            Some(e) => (e.result, e.committed_chunks.unwrap_or(start.next_chunk)),
+            None => (Ok(()), fed.chunks),
+        };
         // Step 0 could not be written (the saver then refused to write):
         // that is the cause, whatever else failed.
-        let start_failed = resume.as_ref().is_some_and(|r| r.start_failed());
         let ckpt_result = match ckpt_result {
-            Err(e) if start_failed => return Err(e),
+            Err(e) if ended_step0_failed => return Err(e),
             other => other,
         };
-        if let Some(e) = error {
-            return Err(e);
-        }
-        if let Some(e) = stats.error {
-            return Err(e);
-        }
-        if let Some(e) = fed.input_error {
+        for e in [broken, save_error, abort, fed.input_error]
+            .into_iter()
+            .flatten()
+        {
             return Err(e);
         }
         ckpt_result?;
         if fed.interrupted {
-            return Err(Error::Interrupted {
-                committed_chunks: resume.map_or(fed.chunks, |r| r.committed_chunks()),
-            });
+            return Err(Error::Interrupted { committed_chunks });
         }
         Ok(report)
     }
 
+    /// Runs the job in the caller's thread, one chunk after another.
     fn run_sequential<C, E>(
         &mut self,
-        chunks: Chunks<C>,
+        mut feeder: Feeder<C>,
         mut sink: Sink<Out<F>, H>,
         options: &SubmitOptions<Out<F>>,
         first_task: Option<Box<F::Task>>,
-        mut resume: Option<&mut crate::resume::Resumer>,
-    ) -> Result<(Finished<Out<F>, H>, Fed), Error>
+    ) -> Ran<Out<F>, H>
     where
         C: Iterator<Item = Result<In<F>, E>>,
         E: Into<raygent_core::BoxError>,
     {
-        let mut fed = Fed::starting_at(&chunks);
-        let mut stats = RunStats::default();
-        let mut task = first_task;
-        let max_attempts = options.retry.max_attempts();
-        for next in chunks {
-            let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
+        // Never waited on here: only its halt switch serves (an abort).
+        let window = Arc::new(Window::new(u64::MAX, 0));
+        let mut actor = TaskActor::new(
+            Arc::clone(&self.factory),
+            first_task,
+            options.at_once,
+            rules(options),
+            options.stop.clone(),
+            window,
+            options.progress.clone().unwrap_or_default(),
+        );
+        let mut abort = None;
+        while let Some(chunk) = feeder.next_chunk() {
+            let Some(mut run) = feeder.admit(chunk) else {
                 break;
             };
-            if let Some(r) = resume.as_deref_mut()
-                && let Err(e) = r.observe_chunk(&chunk)
-            {
-                fed.input_error = Some(e);
-                break;
-            }
-            fed.push(&chunk);
-            let mut attempt = 1;
-            let released = loop {
-                match run_chunk(&*self.factory, &mut task, &chunk.items, options.at_once) {
-                    Ok(results) => {
-                        break Released::Done {
-                            index: chunk.index,
-                            start: chunk.start,
-                            results,
-                        };
-                    }
-                    Err(f) => {
-                        *stats.failures.entry(f.class().to_owned()).or_default() += 1;
-                        if attempt < max_attempts {
-                            stats.retries += 1;
-                            if let Some(p) = &options.progress {
-                                p.add_retry();
-                            }
-                            tracing::warn!(chunk = chunk.index, attempt, error = %f, "chunk failed; retrying");
-                            std::thread::sleep(options.retry.backoff(attempt));
-                            attempt += 1;
-                            continue;
-                        }
-                        break Released::Failed(raygent_core::FailedChunk {
-                            index: chunk.index,
-                            items: chunk.range(),
-                            attempts: attempt,
-                            error: f.to_string(),
-                        });
+            let finished = loop {
+                match actor.attempt(run) {
+                    Step::Finished(f) => break f,
+                    Step::RetryLater { run: again, delay } => {
+                        std::thread::sleep(delay);
+                        run = again;
                     }
                 }
             };
-            if let Released::Failed(f) = &released
-                && options.failure_policy != FailurePolicy::Skip
-            {
-                stats.error = Some(Error::ChunkFailed {
-                    index: f.index,
-                    items: f.items.clone(),
-                    attempts: f.attempts,
-                    last_error: f.error.clone(),
-                });
-                break;
+            match finished {
+                Finished::Ready(r) => sink.consume(r),
+                Finished::Dropped { .. } => break,
+                Finished::Aborted { error, .. } => {
+                    abort = Some(error);
+                    break;
+                }
             }
-            sink.consume(released);
             if sink.error.is_some() {
                 break;
             }
         }
         sink.finish();
-        Ok((Finished { sink, stats }, fed))
+        Ran {
+            sink: Some(sink),
+            fed: feeder.fed,
+            stats: std::mem::take(&mut actor.stats),
+            abort,
+            broken: None,
+        }
     }
 
+    /// Runs the job on the pool: the supervisor and its task actors, the
+    /// saver actor, and the feeder on the caller's thread.
     fn run_actors<C, E>(
         &mut self,
-        chunks: Chunks<C>,
+        mut feeder: Feeder<C>,
         sink: Sink<Out<F>, H>,
         options: &SubmitOptions<Out<F>>,
         workers: usize,
         first_task: Option<Box<F::Task>>,
-        mut resume: Option<&mut crate::resume::Resumer>,
-    ) -> Result<(Finished<Out<F>, H>, Fed), Error>
+    ) -> Ran<Out<F>, H>
     where
         C: Iterator<Item = Result<In<F>, E>>,
         E: Into<raygent_core::BoxError>,
     {
-        let mut fed = Fed::starting_at(&chunks);
-        let first_chunk = chunks.next_index();
-        let window_size = options.window.unwrap_or_else(|| (8 * workers).max(64));
+        let first_chunk = feeder.next_index();
+        let window_size = options.window.unwrap_or((8 * workers).max(64));
         let window = Arc::new(Window::new(window_size as u64, first_chunk));
-        let (done_tx, done_rx) = mpsc::channel();
+        let queue = Arc::new(RunQueue::new(workers));
+        let (finished_tx, finished_rx) = mpsc::channel();
         let (alive_tx, alive_rx) = mpsc::channel::<()>();
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let cfg = SupervisorConfig {
-            stop: options.stop.clone(),
-            progress: options.progress.clone().unwrap_or_default(),
+        let cfg = PoolConfig {
+            factory: Arc::clone(&self.factory),
             workers,
             at_once: options.at_once,
-            retry: options.retry.clone(),
-            failure_policy: options.failure_policy,
+            rules: rules(options),
+            stop: options.stop.clone(),
+            progress: options.progress.clone().unwrap_or_default(),
             first_task,
+            queue: Arc::clone(&queue),
+            window: Arc::clone(&window),
+            finished: finished_tx.clone(),
+            alive: alive_tx,
         };
-        let factory = Arc::clone(&self.factory);
-        let w = Arc::clone(&window);
+        let not_started = |sink, e| Ran {
+            sink: Some(sink),
+            fed: Fed::default(),
+            stats: AttemptStats::default(),
+            abort: None,
+            broken: Some(e),
+        };
         // actix wants its own System; it lives on a dedicated thread so the
         // caller may itself be inside any runtime.
+        let (addr_tx, addr_rx) = mpsc::channel();
         let system_thread = std::thread::Builder::new()
             .name("raygent-system".into())
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let saver = SyncArbiter::start_with_thread_builder(
-                        1,
-                        || std::thread::Builder::new().name("raygent-saver".into()),
-                        {
-                            let cell = std::sync::Mutex::new(Some(sink));
-                            let w = Arc::clone(&w);
-                            move || {
-                                let sink = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
-                                SaverActor::from_parts(sink, Arc::clone(&w))
-                            }
-                        },
-                    );
-                    let reorder = Reorder::new(first_chunk, saver).start();
-                    let supervisor =
-                        Supervisor::new(factory, cfg, reorder, w, alive_tx, done_tx).start();
-                    let _ = addr_tx.send((supervisor, System::current()));
+                    let started = Supervisor::start(cfg).map(|addr| (addr, System::current()));
+                    let _ = addr_tx.send(started);
                 });
                 system.run()
-            })
-            .map_err(|source| Error::Spawn {
-                thread: "actor system",
-                source,
-            })?;
-        let (supervisor, system) = addr_rx
-            .recv()
-            .map_err(|_| Error::Runtime("the actor system failed to start".into()))?;
+            });
+        let system_thread = match system_thread {
+            Ok(t) => t,
+            Err(e) => {
+                let e = Error::Spawn {
+                    thread: "actor system",
+                    source: e,
+                };
+                return not_started(sink, e);
+            }
+        };
+        let (supervisor, system) = match addr_rx.recv() {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => {
+                let _ = system_thread.join();
+                return not_started(sink, e);
+            }
+            Err(_) => {
+                let _ = system_thread.join();
+                let e = Error::Runtime("the actor system failed to start".into());
+                return not_started(sink, e);
+            }
+        };
+        let pool = Pool {
+            supervisor,
+            system,
+            system_thread,
+            queue: Arc::clone(&queue),
+            alive: alive_rx,
+        };
+        let saver =
+            match SaverActor::new(finished_rx, sink, Arc::clone(&window), first_chunk).spawn() {
+                Ok(thread) => thread,
+                Err((e, actor)) => {
+                    let _ = pool.shut_down();
+                    return not_started(actor.into_sink(), e);
+                }
+            };
 
         // Feed chunks from the caller's thread: the input iterator may block
         // on I/O and need not be Send.
-        for next in chunks {
-            let Some(chunk) = fed.accept(next, options.stop.as_ref()) else {
-                break;
-            };
-            if !window.acquire(chunk.index, options.stop.as_ref()) {
-                fed.interrupted = !window.is_halted();
+        let stop = options.stop.as_ref();
+        while let Some(chunk) = feeder.next_chunk() {
+            if !window.acquire(chunk.index, stop) {
+                feeder.fed.interrupted = !window.is_halted();
                 break;
             }
-            if let Some(r) = resume.as_deref_mut()
-                && let Err(e) = r.observe_chunk(&chunk)
-            {
-                fed.input_error = Some(e);
+            let Some(run) = feeder.admit(chunk) else {
                 window.halt();
                 break;
-            }
-            fed.push(&chunk);
-            supervisor.do_send(Dispatch(chunk));
+            };
+            queue.push(run);
         }
-        supervisor.do_send(InputEnd { end: fed.end_chunk });
-        drop(supervisor);
-        let finished = done_rx.recv();
-        system.stop();
-        let joined = system_thread.join();
+        let _ = finished_tx.send(SaverMsg::InputEnd {
+            end: feeder.fed.end_chunk,
+        });
+        drop(finished_tx);
+        let saved = saver.join();
+        let stats = pool.shut_down();
+        let (sink, abort, broken) = match saved {
+            Ok(Ok(r)) => (Some(r.sink), r.abort, None),
+            Ok(Err(panic)) => (
+                None,
+                None,
+                Some(Error::Runtime(format!(
+                    "the saver thread panicked: {panic}"
+                ))),
+            ),
+            Err(_) => (
+                None,
+                None,
+                Some(Error::Runtime("the saver thread panicked".into())),
+            ),
+        };
+        let (stats, broken) = match stats {
+            Ok(stats) => (stats, broken),
+            Err(e) => (AttemptStats::default(), broken.or(Some(e))),
+        };
+        Ran {
+            sink,
+            fed: feeder.fed,
+            stats,
+            abort,
+            broken,
+        }
+    }
+}
+
+/// The running pool, as the job holds it.
+struct Pool<F: TaskFactory> {
+    supervisor: Addr<Supervisor<F>>,
+    system: System,
+    system_thread: std::thread::JoinHandle<std::io::Result<()>>,
+    queue: Arc<RunQueue<crate::flow::Run<In<F>>>>,
+    alive: mpsc::Receiver<()>,
+}
+
+impl<F: TaskFactory> Pool<F> {
+    /// Ends the task actors and the actor system; the task actors'
+    /// counters.
+    fn shut_down(self) -> Result<AttemptStats, Error> {
+        let (reply, stats) = mpsc::channel();
+        self.supervisor.do_send(Shutdown { reply });
+        let stats = stats.recv();
+        // Closed by the supervisor already, unless the system died.
+        self.queue.close();
+        self.system.stop();
+        let joined = self.system_thread.join();
         // Wait until every task instance (and any worker process it owns)
         // is dropped: the channel disconnects when the last one goes.
-        let _ = alive_rx.recv_timeout(Duration::from_secs(60));
-        let finished = finished.map_err(|_| {
+        let _ = self.alive.recv_timeout(Duration::from_secs(60));
+        stats.map_err(|_| {
             Error::Runtime(match joined {
                 Err(_) => "the actor system thread panicked".into(),
                 Ok(_) => "the actor system stopped before the job finished".into(),
             })
-        })?;
-        Ok((finished, fed))
+        })
     }
+}
+
+/// How a job's run ended, in either mode.
+struct Ran<O, H> {
+    /// The sink, unless the saver thread panicked with it.
+    sink: Option<Sink<O, H>>,
+    fed: Fed,
+    stats: AttemptStats,
+    /// The error of the chunk that aborted the job.
+    abort: Option<Error>,
+    /// The runtime itself failed (a thread could not start, or panicked).
+    broken: Option<Error>,
+}
+
+fn rules<O>(options: &SubmitOptions<O>) -> Rules {
+    Rules {
+        retry: options.retry.clone(),
+        failure_policy: options.failure_policy,
+    }
+}
+
+fn lost_handler() -> Error {
+    Error::Runtime("result handler lost by an earlier failed job".into())
 }
 
 /// Makes a task instance on the caller's thread, a panic in the factory
@@ -666,53 +572,4 @@ fn make_task<F: TaskFactory>(factory: &F) -> Result<F::Task, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory.make())).map_err(|_| {
         Error::Runtime("the task factory panicked while making the first task instance".into())
     })
-}
-
-/// What the feeder handed to the runtime.
-#[derive(Debug, Default)]
-pub(crate) struct Fed {
-    pub(crate) items: u64,
-    pub(crate) chunks: u64,
-    pub(crate) end_chunk: u64,
-    pub(crate) interrupted: bool,
-    pub(crate) input_error: Option<Error>,
-}
-
-impl Fed {
-    fn starting_at<C>(chunks: &Chunks<C>) -> Self {
-        Fed {
-            items: chunks.next_start(),
-            chunks: chunks.next_index(),
-            end_chunk: chunks.next_index(),
-            ..Fed::default()
-        }
-    }
-    /// The next chunk to run, or `None` when feeding must stop: the job was
-    /// interrupted, or the input yielded a bad record (kept as the error).
-    fn accept<T, E: Into<raygent_core::BoxError>>(
-        &mut self,
-        next: Result<raygent_core::Chunk<T>, raygent_core::InputError<E>>,
-        stop: Option<&StopHandle>,
-    ) -> Option<raygent_core::Chunk<T>> {
-        if stop.is_some_and(StopHandle::is_stopped) {
-            self.interrupted = true;
-            return None;
-        }
-        match next {
-            Ok(chunk) => Some(chunk),
-            Err(e) => {
-                self.input_error = Some(Error::Input {
-                    item: e.item,
-                    source: e.error.into(),
-                });
-                None
-            }
-        }
-    }
-
-    fn push<T>(&mut self, chunk: &raygent_core::Chunk<T>) {
-        self.items += chunk.items.len() as u64;
-        self.chunks += 1;
-        self.end_chunk = chunk.index + 1;
-    }
 }

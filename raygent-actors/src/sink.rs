@@ -1,55 +1,19 @@
 //! The end of the pipeline: results in input order go to the saver (in
-//! batches of at least `save_interval`) and then to the result handler.
+//! batches of at least `save_interval`) and then to the result handler;
+//! committed batches go on to the checkpoint actor.
+//!
+//! The saver actor runs a sink on its thread; sequential mode runs one in
+//! the caller's thread.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use raygent_core::{Batch, Error, FailedChunk, ResultHandler, SaveError, Saver};
+use raygent_core::{Batch, Error, FailedChunk, Fingerprint, ResultHandler, SaveError, Saver};
 
+use crate::checkpoint::{Commit, CommitSender, Step0Gate};
+use crate::flow::{Outcome, Released};
 use crate::progress::Progress;
-use crate::resume::StartPoint;
-
-/// A chunk leaving the reorder stage, in input order.
-#[derive(Debug)]
-pub(crate) enum Released<O> {
-    /// The chunk's results.
-    Done {
-        index: u64,
-        start: u64,
-        results: Vec<O>,
-    },
-    /// The chunk failed on every attempt and is skipped.
-    Failed(FailedChunk),
-}
-
-impl<O> Released<O> {
-    pub(crate) fn index(&self) -> u64 {
-        match self {
-            Released::Done { index, .. } => *index,
-            Released::Failed(f) => f.index,
-        }
-    }
-}
-
-/// What the sink tells the checkpoint stage after each committed batch.
-#[derive(Debug, Clone)]
-pub struct Commit {
-    /// Every chunk below this index is committed.
-    pub next_chunk: u64,
-    /// Every input item below this index is committed.
-    pub next_item: u64,
-    /// Results committed so far, by this run and earlier ones.
-    pub results: u64,
-    /// The batch just committed: chunks and items.
-    pub chunks: Range<u64>,
-    /// Its items.
-    pub items: Range<u64>,
-    /// Chunks skipped after failing on every attempt that this commit is
-    /// the first to cover (those before were in earlier commits, or in the
-    /// checkpoint the job resumed from): a commit costs what it adds, not
-    /// every failure so far.
-    pub newly_failed: Vec<FailedChunk>,
-}
+use crate::state::StartPoint;
 
 /// A batch handed to the saver and not yet committed.
 #[derive(Debug)]
@@ -57,40 +21,47 @@ struct InFlight {
     chunks: Range<u64>,
     items: Range<u64>,
     results: u64,
+    fingerprint: Option<Fingerprint>,
 }
 
-/// Called once before the saver's first write (its first `submit`, or its
-/// `finish` if nothing was submitted): a job that writes step 0 waits there
-/// until the output is its own.
-pub(crate) type FirstWriteGate = Box<dyn FnOnce() -> Result<(), SaveError> + Send>;
+/// Where a checkpointed job's commits go.
+pub(crate) struct CheckpointLink {
+    pub(crate) commits: CommitSender,
+    /// Waited at before the saver's first write (its first `submit`, or its
+    /// `finish` if nothing was submitted), when this run writes step 0.
+    pub(crate) gate: Option<Step0Gate>,
+}
 
-/// Receives [`Commit`]s (the checkpoint stage).
-pub(crate) type CommitObserver = Box<dyn FnMut(&Commit) -> Result<(), Error> + Send>;
-
-/// Batching, saving and result handling, shared by the saver actor and the
-/// sequential mode.
+/// Batching, saving and result handling.
 pub(crate) struct Sink<O, H> {
     pub(crate) handler: H,
-    pub(crate) saver: Option<Box<dyn Saver<O>>>,
+    saver: Option<Box<dyn Saver<O>>>,
     save_interval: usize,
-    observer: Option<CommitObserver>,
-    first_write_gate: Option<FirstWriteGate>,
+    checkpoint: Option<CheckpointLink>,
     /// Batches submitted to the saver and not yet committed, in order.
     in_flight: VecDeque<InFlight>,
     buf: Vec<O>,
     batch_chunks: Range<u64>,
     batch_items: Range<u64>,
+    /// The input's fingerprint after the batch's last chunk.
+    batch_fingerprint: Option<Fingerprint>,
+    /// Results handed on by this run.
     pub(crate) results: u64,
+    /// Results committed, by this run and earlier ones.
     committed_results: u64,
+    /// Batches committed by this run...
     pub(crate) saves: u64,
+    /// ... and by earlier ones.
+    earlier_parts: u64,
+    /// Every chunk skipped so far (the resumed ones first).
     pub(crate) failed: Vec<FailedChunk>,
     /// How many of `failed` earlier commits (or the checkpoint resumed
     /// from) already covered.
     failed_committed: usize,
     pub(crate) error: Option<Error>,
-    /// Index of the next chunk expected (for sanity checks).
+    /// Index of the next chunk expected.
     next_chunk: u64,
-    pub(crate) progress: Progress,
+    progress: Progress,
 }
 
 impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
@@ -98,29 +69,31 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         handler: H,
         saver: Option<Box<dyn Saver<O>>>,
         save_interval: usize,
-        observer: Option<CommitObserver>,
-        first_write_gate: Option<FirstWriteGate>,
+        checkpoint: Option<CheckpointLink>,
         start: &StartPoint,
+        progress: Progress,
     ) -> Self {
         let (first_chunk, first_item) = (start.next_chunk, start.next_item);
+        progress.set_position(first_chunk, first_item);
         Sink {
             handler,
             saver,
             save_interval: save_interval.max(1),
-            observer,
-            first_write_gate,
+            checkpoint,
             in_flight: VecDeque::new(),
             buf: Vec::new(),
             batch_chunks: first_chunk..first_chunk,
             batch_items: first_item..first_item,
+            batch_fingerprint: None,
             results: 0,
             committed_results: start.results,
             saves: 0,
+            earlier_parts: start.parts,
             failed: start.failed.clone(),
             failed_committed: start.failed.len(),
             error: None,
             next_chunk: first_chunk,
-            progress: Progress::new(),
+            progress,
         }
     }
 
@@ -129,17 +102,12 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         if self.error.is_some() {
             return;
         }
-        debug_assert_eq!(released.index(), self.next_chunk);
-        self.next_chunk = released.index() + 1;
-        let index = released.index();
-        let item_end = match released {
-            Released::Done {
-                start,
-                results,
-                index,
-            } => {
-                tracing::trace!(chunk = index, results = results.len(), "chunk released");
-                let end = start + results.len() as u64;
+        debug_assert_eq!(released.index, self.next_chunk);
+        let index = released.index;
+        let item_end = released.item_end();
+        self.next_chunk = index + 1;
+        match released.outcome {
+            Outcome::Done { start, results } => {
                 self.results += results.len() as u64;
                 if self.saver.is_none() {
                     self.handler.add(start, results);
@@ -148,20 +116,18 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 } else {
                     self.buf.extend(results);
                 }
-                end
             }
-            Released::Failed(f) => {
+            Outcome::Skipped(f) => {
                 self.progress.add_failed();
                 if let Some(saver) = self.saver.as_mut() {
                     saver.skipped(&f);
                 }
-                let end = f.items.end;
                 self.failed.push(f);
-                end
             }
-        };
+        }
         self.batch_chunks.end = index + 1;
         self.batch_items.end = item_end;
+        self.batch_fingerprint = released.fingerprint;
         self.progress.set_position(index + 1, item_end);
         if self.saver.is_none() {
             self.batch_chunks.start = self.batch_chunks.end;
@@ -173,11 +139,11 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
 
     /// Submits what is buffered to the saver (at the end of the job, or
     /// when a batch is full), then reports what the saver has committed.
-    pub(crate) fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.error.is_some() || self.batch_chunks.is_empty() {
             return;
         }
-        if self.saver.is_some() && !self.pass_first_write_gate() {
+        if !self.pass_first_write_gate() {
             return;
         }
         if let Some(saver) = self.saver.as_mut() {
@@ -207,6 +173,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 chunks: self.batch_chunks.clone(),
                 items: self.batch_items.clone(),
                 results: self.buf.len() as u64,
+                fingerprint: self.batch_fingerprint.take(),
             });
             // The saver holds what it needs (encoded) once `submit` returns.
             let results = std::mem::take(&mut self.buf);
@@ -220,8 +187,9 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
     /// Waits at the gate before the saver's first write; false (with the
     /// error recorded) if the saver must not write.
     fn pass_first_write_gate(&mut self) -> bool {
-        if let Some(gate) = self.first_write_gate.take()
-            && let Err(e) = gate()
+        if self.saver.is_some()
+            && let Some(gate) = self.checkpoint.as_mut().and_then(|c| c.gate.take())
+            && let Err(e) = gate.wait()
         {
             self.fail_save(e);
             return false;
@@ -248,23 +216,29 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             self.saves += 1;
             self.progress.add_save();
             self.committed_results += b.results;
-            let commit = Commit {
-                next_chunk: b.chunks.end,
-                next_item: b.items.end,
-                results: self.committed_results,
-                newly_failed: {
-                    let new = &self.failed[self.failed_committed..];
-                    let n = new.iter().take_while(|f| f.index < b.chunks.end).count();
-                    self.failed_committed += n;
-                    new[..n].to_vec()
-                },
-                chunks: b.chunks,
-                items: b.items,
-            };
-            if let Some(obs) = self.observer.as_mut()
-                && let Err(e) = obs(&commit)
-            {
-                self.error = Some(e);
+            let new = &self.failed[self.failed_committed..];
+            let n = new.iter().take_while(|f| f.index < b.chunks.end).count();
+            let newly_failed = new[..n].to_vec();
+            self.failed_committed += n;
+            if let Some(link) = &self.checkpoint {
+                let sent = match b.fingerprint {
+                    Some(fingerprint) => link.commits.send(Commit {
+                        next_chunk: b.chunks.end,
+                        next_item: b.items.end,
+                        results: self.committed_results,
+                        parts: self.earlier_parts + self.saves,
+                        chunks: b.chunks,
+                        newly_failed,
+                        fingerprint,
+                    }),
+                    None => Err(Error::Runtime(format!(
+                        "no input fingerprint recorded for chunk boundary {}",
+                        b.chunks.end
+                    ))),
+                };
+                if let Err(e) = sent {
+                    self.error = Some(e);
+                }
             }
         }
     }
@@ -293,7 +267,6 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         self.flush();
         self.drain();
         if self.error.is_none()
-            && self.saver.is_some()
             && self.pass_first_write_gate()
             && let Some(saver) = self.saver.as_mut()
             && let Err(e) = saver.finish()

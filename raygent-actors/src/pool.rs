@@ -1,0 +1,302 @@
+//! The pool's run queue, and the loop of a task actor's thread.
+//!
+//! Task actors pull chunks from one shared queue: an idle actor takes the
+//! next chunk, so the load balances itself, and a chunk crosses one thread
+//! boundary on its way in (feeder → task actor) and one on its way out
+//! (task actor → saver stage). Quick chunks are taken and reported in
+//! groups, so that threads wake up once per group rather than once per
+//! chunk; slow ones one at a time, so that no actor sits on queued work
+//! while another is idle.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use raygent_core::TaskFactory;
+
+use crate::flow::{Finished, Run};
+use crate::saver::SaverMsg;
+use crate::supervisor::{Retired, RetryLater};
+use crate::task::{In, Out, Step, TaskActor};
+
+/// The most chunks a task actor takes (and reports) at once.
+const MAX_GROUP: usize = 64;
+/// Chunks that take less than this on average are taken in groups.
+const QUICK: Duration = Duration::from_micros(20);
+/// A task actor that has spent this long on a group gives back the chunks
+/// of the group it has not started, for idle actors to take.
+const HOLD: Duration = Duration::from_micros(200);
+/// Finished chunks are reported at least this often (and always before the
+/// actor waits for work), so the reorder stage is never held up long.
+const REPORT_AFTER: Duration = Duration::from_micros(100);
+
+#[derive(Debug)]
+struct QueueState<T> {
+    jobs: VecDeque<T>,
+    /// Task actors waiting for work...
+    waiting: usize,
+    /// ... of which this many were woken and have not yet run.
+    woken: usize,
+    closed: bool,
+}
+
+/// Chunks waiting for a task actor: the feeder queues them at the back, the
+/// supervisor queues retries at the front.
+#[derive(Debug)]
+pub(crate) struct RunQueue<T> {
+    state: Mutex<QueueState<T>>,
+    cv: Condvar,
+    /// The task actors that take from it.
+    workers: usize,
+}
+
+impl<T> RunQueue<T> {
+    pub(crate) fn new(workers: usize) -> Self {
+        RunQueue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                waiting: 0,
+                woken: 0,
+                closed: false,
+            }),
+            cv: Condvar::new(),
+            workers: workers.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_one(&self, s: &mut QueueState<T>) {
+        if s.waiting > s.woken {
+            s.woken += 1;
+            self.cv.notify_one();
+        }
+    }
+
+    /// Task actors that are running (not waiting, nor woken and not yet up).
+    fn awake(&self, s: &QueueState<T>) -> usize {
+        self.workers.saturating_sub(s.waiting - s.woken)
+    }
+
+    /// Queues a chunk. It wakes a task actor only if none is awake: an awake
+    /// one comes back for more, and wakes another if it finds more than it
+    /// takes.
+    pub(crate) fn push(&self, job: T) {
+        let mut s = self.lock();
+        s.jobs.push_back(job);
+        if self.awake(&s) == 0 {
+            self.wake_one(&mut s);
+        }
+    }
+
+    /// Queues chunks ahead of all others (retries, and chunks given back),
+    /// in the order given.
+    pub(crate) fn push_front(&self, jobs: impl DoubleEndedIterator<Item = T>) {
+        let mut s = self.lock();
+        for job in jobs.rev() {
+            s.jobs.push_front(job);
+        }
+        self.wake_one(&mut s);
+    }
+
+    /// Moves up to `max` chunks into `out` (fewer when other actors are
+    /// awake to share them). If the queue is empty, waits for one when
+    /// `wait`, else returns with `out` empty. False once the queue is
+    /// closed and empty.
+    pub(crate) fn take(&self, out: &mut Vec<T>, max: usize, wait: bool) -> bool {
+        let mut s = self.lock();
+        loop {
+            if !s.jobs.is_empty() {
+                let share = s.jobs.len().div_ceil(self.awake(&s).max(1));
+                let n = share.min(max).max(1);
+                out.extend(s.jobs.drain(..n));
+                // More left than this actor takes at a time: wake another.
+                if !s.jobs.is_empty() && (max == 1 || s.jobs.len() >= max) {
+                    self.wake_one(&mut s);
+                }
+                return true;
+            }
+            if s.closed {
+                return false;
+            }
+            if !wait {
+                return true;
+            }
+            s.waiting += 1;
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.waiting -= 1;
+            s.woken = s.woken.saturating_sub(1);
+        }
+    }
+
+    /// No more chunks: actors waiting for work end.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A task actor on its own thread, with where it takes chunks from and
+/// where it reports them.
+pub(crate) struct Worker<F: TaskFactory> {
+    pub(crate) actor: TaskActor<F>,
+    pub(crate) queue: Arc<RunQueue<Run<In<F>>>>,
+    /// The saver stage's mailbox: finished chunks go straight there.
+    pub(crate) finished: mpsc::Sender<SaverMsg<Out<F>>>,
+    /// The supervisor, which waits out retries' backoff.
+    pub(crate) retry: Recipient<RetryLater<In<F>>>,
+}
+
+impl<F: TaskFactory> Worker<F> {
+    /// Takes and runs chunks until the queue is closed.
+    fn run(&mut self) {
+        let mut group: Vec<Run<In<F>>> = Vec::new();
+        let mut done: Vec<Finished<Out<F>>> = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        // Until chunks prove quick, take them one at a time.
+        let mut max = 1;
+        loop {
+            if !self.queue.take(&mut group, max, false) {
+                break;
+            }
+            if group.is_empty() {
+                self.report(&mut done);
+                oldest = None;
+                if !self.queue.take(&mut group, max, true) {
+                    break;
+                }
+                if group.is_empty() {
+                    continue;
+                }
+            }
+            let began = Instant::now();
+            let n = group.len();
+            let mut ran = 0u32;
+            let mut jobs = group.drain(..);
+            for run in jobs.by_ref() {
+                match self.actor.attempt(run) {
+                    Step::Finished(f) => done.push(f),
+                    Step::RetryLater { run, delay } => {
+                        self.retry.do_send(RetryLater { run, delay })
+                    }
+                }
+                ran += 1;
+                if (ran as usize) < n && began.elapsed() >= HOLD {
+                    break;
+                }
+            }
+            let rest: Vec<_> = jobs.collect();
+            if !rest.is_empty() {
+                self.queue.push_front(rest.into_iter());
+            }
+            max = if began.elapsed() < QUICK * ran {
+                MAX_GROUP
+            } else {
+                1
+            };
+            if !done.is_empty() {
+                let since = *oldest.get_or_insert(began);
+                if done.len() >= MAX_GROUP || since.elapsed() >= REPORT_AFTER {
+                    self.report(&mut done);
+                    oldest = None;
+                }
+            }
+        }
+        self.report(&mut done);
+    }
+
+    fn report(&self, done: &mut Vec<Finished<Out<F>>>) {
+        if !done.is_empty() {
+            // The saver stage is gone only if it failed; the job then ends
+            // with its error.
+            let _ = self.finished.send(SaverMsg::Finished(std::mem::take(done)));
+        }
+    }
+}
+
+/// Tells the supervisor that a task actor has ended, with its counters,
+/// even if its thread unwinds.
+struct RetireOnDrop {
+    supervisor: Recipient<Retired>,
+    stats: crate::task::AttemptStats,
+}
+
+impl Drop for RetireOnDrop {
+    fn drop(&mut self) {
+        self.supervisor.do_send(Retired {
+            stats: std::mem::take(&mut self.stats),
+        });
+    }
+}
+
+/// Starts a task actor's thread. `alive` is dropped once its task instance
+/// (and any worker process it owns) is gone.
+pub(crate) fn spawn<F: TaskFactory>(
+    mut worker: Worker<F>,
+    supervisor: Recipient<Retired>,
+    alive: mpsc::Sender<()>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("raygent-task".into())
+        .spawn(move || {
+            let mut retire = RetireOnDrop {
+                supervisor,
+                stats: Default::default(),
+            };
+            worker.run();
+            retire.stats = std::mem::take(&mut worker.actor.stats);
+            drop(retire);
+            drop(worker);
+            drop(alive);
+        })
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_takes_its_share_and_wakes_another_for_the_rest() {
+        let q = RunQueue::new(2);
+        for i in 0..10 {
+            q.push(i);
+        }
+        let mut out = Vec::new();
+        // Both actors count as awake: each takes half.
+        assert!(q.take(&mut out, 64, false));
+        assert_eq!(out, [0, 1, 2, 3, 4]);
+        out.clear();
+        assert!(q.take(&mut out, 1, false));
+        assert_eq!(out, [5], "one at a time when chunks are slow");
+        q.push_front([100, 101].into_iter());
+        out.clear();
+        assert!(q.take(&mut out, 2, false));
+        assert_eq!(out, [100, 101], "given-back chunks come first, in order");
+        q.close();
+        out.clear();
+        while q.take(&mut out, 64, true) {}
+        assert_eq!(
+            out,
+            [6, 7, 8, 9],
+            "what is queued is still taken once closed"
+        );
+    }
+
+    #[test]
+    fn a_waiting_actor_is_woken_by_a_push_and_by_close() {
+        let q = Arc::new(RunQueue::<u32>::new(1));
+        let q2 = Arc::clone(&q);
+        let actor = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while q2.take(&mut got, 8, true) {}
+            got
+        });
+        q.push(7);
+        q.close();
+        assert_eq!(actor.join().unwrap(), [7]);
+    }
+}

@@ -1,0 +1,181 @@
+//! The task actor: one task instance, and the one retry path of both modes.
+//!
+//! A [`TaskActor`] runs one attempt at a chunk and judges how it went with
+//! the job's [`Rules`]: the chunk is finished (done, skipped or aborting
+//! the job), or it is to be retried after a backoff. In the pool the
+//! supervisor waits out the backoff (a timer, no blocked thread); in
+//! sequential mode the caller's thread sleeps it out. Everything else is
+//! the same code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raygent_core::{Error, FailedChunk, FailurePolicy, RetryPolicy, StopHandle, Task, TaskFactory};
+
+use crate::exec::run_chunk;
+use crate::flow::{Finished, Outcome, Released, Run};
+use crate::progress::Progress;
+use crate::window::Window;
+
+pub(crate) type In<F> = <<F as TaskFactory>::Task as Task>::Input;
+pub(crate) type Out<F> = <<F as TaskFactory>::Task as Task>::Output;
+
+/// How failed attempts are retried, and what a chunk that fails on every
+/// attempt does to the job.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub(crate) retry: RetryPolicy,
+    pub(crate) failure_policy: FailurePolicy,
+}
+
+/// Attempt counters a task actor keeps for the job report.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptStats {
+    pub(crate) retries: u64,
+    /// Failed attempts by class ("error", "panic", ...).
+    pub(crate) failures: BTreeMap<String, u64>,
+}
+
+impl AttemptStats {
+    pub(crate) fn merge(&mut self, other: AttemptStats) {
+        self.retries += other.retries;
+        for (class, n) in other.failures {
+            *self.failures.entry(class).or_default() += n;
+        }
+    }
+}
+
+/// What comes of one attempt.
+#[derive(Debug)]
+pub(crate) enum Step<I, O> {
+    /// The chunk is finished, one way or another.
+    Finished(Finished<O>),
+    /// Run it again (`run.attempt` is the next attempt) after `delay`.
+    RetryLater { run: Run<I>, delay: Duration },
+}
+
+/// One worker: owns one task instance (made by the factory on first use,
+/// and again after a panic) and its attempt counters.
+pub(crate) struct TaskActor<F: TaskFactory> {
+    factory: Arc<F>,
+    task: Option<Box<F::Task>>,
+    at_once: bool,
+    rules: Rules,
+    /// A stop: queued chunks are then dropped unrun.
+    stop: Option<StopHandle>,
+    /// Halted when the job aborts: queued chunks are then dropped unrun too.
+    window: Arc<Window>,
+    progress: Progress,
+    pub(crate) stats: AttemptStats,
+}
+
+impl<F: TaskFactory> TaskActor<F> {
+    pub(crate) fn new(
+        factory: Arc<F>,
+        task: Option<Box<F::Task>>,
+        at_once: bool,
+        rules: Rules,
+        stop: Option<StopHandle>,
+        window: Arc<Window>,
+        progress: Progress,
+    ) -> Self {
+        TaskActor {
+            factory,
+            task,
+            at_once,
+            rules,
+            stop,
+            window,
+            progress,
+            stats: AttemptStats::default(),
+        }
+    }
+
+    /// Whether the job is stopping (a stop, or an abort): nothing new starts.
+    pub(crate) fn stopping(&self) -> bool {
+        self.window.is_halted() || self.stop.as_ref().is_some_and(StopHandle::is_stopped)
+    }
+
+    /// One attempt at `run`, judged by the job's rules.
+    pub(crate) fn attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
+        let Run {
+            chunk,
+            attempt,
+            fingerprint,
+        } = run;
+        let index = chunk.index;
+        if self.stopping() {
+            return Step::Finished(Finished::Dropped { index });
+        }
+        let _span = tracing::trace_span!("chunk", index, attempt).entered();
+        let failure = match run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once) {
+            Ok(results) => {
+                return Step::Finished(Finished::Ready(Released {
+                    index,
+                    outcome: Outcome::Done {
+                        start: chunk.start,
+                        results,
+                    },
+                    fingerprint,
+                }));
+            }
+            Err(f) => f,
+        };
+        *self
+            .stats
+            .failures
+            .entry(failure.class().to_owned())
+            .or_default() += 1;
+        if attempt < self.rules.retry.max_attempts() {
+            // The job is stopping because of something else: no retry.
+            if self.stopping() {
+                return Step::Finished(Finished::Dropped { index });
+            }
+            self.stats.retries += 1;
+            self.progress.add_retry();
+            let delay = self.rules.retry.backoff(attempt);
+            tracing::warn!(chunk = index, attempt, ?delay, error = %failure, "chunk failed; retrying");
+            return Step::RetryLater {
+                run: Run {
+                    chunk,
+                    attempt: attempt + 1,
+                    fingerprint,
+                },
+                delay,
+            };
+        }
+        tracing::error!(chunk = index, attempts = attempt, error = %failure, "chunk failed permanently");
+        let failed = FailedChunk {
+            index,
+            items: chunk.range(),
+            attempts: attempt,
+            error: failure.to_string(),
+        };
+        Step::Finished(match self.rules.failure_policy {
+            FailurePolicy::Skip => Finished::Ready(Released {
+                index,
+                outcome: Outcome::Skipped(failed),
+                fingerprint,
+            }),
+            _ => {
+                // Halted here, on the task actor's thread, before it takes
+                // its next chunk: no queued chunk starts after an abort.
+                self.window.halt();
+                Finished::Aborted {
+                    index,
+                    error: aborted(failed),
+                }
+            }
+        })
+    }
+}
+
+fn aborted(f: FailedChunk) -> Error {
+    Error::ChunkFailed {
+        index: f.index,
+        items: f.items,
+        attempts: f.attempts,
+        last_error: f.error,
+    }
+}
