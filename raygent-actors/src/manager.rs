@@ -344,7 +344,7 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
                 match actor.attempt(run) {
                     Step::Finished(f) => break f,
                     Step::RetryLater { run: again, delay } => {
-                        std::thread::sleep(delay);
+                        sleep_unless_stopped(delay, options.stop.as_ref());
                         run = again;
                     }
                 }
@@ -559,6 +559,19 @@ fn rules<O>(options: &SubmitOptions<O>) -> Rules {
     Rules {
         retry: options.retry.clone(),
         failure_policy: options.failure_policy,
+    }
+}
+
+/// Sleeps out a retry's backoff in sequential mode, cut short by a stop
+/// (the retry then finds the job stopping and drops the chunk).
+fn sleep_unless_stopped(delay: Duration, stop: Option<&StopHandle>) {
+    let until = Instant::now() + delay;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stop.is_some_and(StopHandle::is_stopped) {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

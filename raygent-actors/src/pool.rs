@@ -38,6 +38,12 @@ struct QueueState<T> {
     waiting: usize,
     /// ... of which this many were woken and have not yet run.
     woken: usize,
+    /// Awake task actors that take quick chunks in groups: each comes back
+    /// for more within about [`HOLD`].
+    quick: usize,
+    /// Takes so far, and at the supervisor's last look.
+    takes: u64,
+    takes_seen: u64,
     closed: bool,
 }
 
@@ -58,6 +64,9 @@ impl<T> RunQueue<T> {
                 jobs: VecDeque::new(),
                 waiting: 0,
                 woken: 0,
+                quick: 0,
+                takes: 0,
+                takes_seen: 0,
                 closed: false,
             }),
             cv: Condvar::new(),
@@ -81,15 +90,27 @@ impl<T> RunQueue<T> {
         self.workers.saturating_sub(s.waiting - s.woken)
     }
 
-    /// Queues a chunk. It wakes a task actor only if none is awake: an awake
-    /// one comes back for more, and wakes another if it finds more than it
-    /// takes.
+    /// Queues a chunk. It wakes a waiting task actor unless one that is
+    /// awake takes quick chunks in groups: that one comes back for more
+    /// within about [`HOLD`], and wakes another if it finds more than it
+    /// takes. So quick chunks cost a wake-up per group, not per chunk.
     pub(crate) fn push(&self, job: T) {
         let mut s = self.lock();
         s.jobs.push_back(job);
-        if self.awake(&s) == 0 {
+        if self.awake(&s) == 0 || s.quick == 0 {
             self.wake_one(&mut s);
         }
+    }
+
+    /// The supervisor's periodic look: chunks queued that no task actor
+    /// took since the last look while one waits (an actor in quick mode hit
+    /// a slow chunk): wake one.
+    pub(crate) fn nudge(&self) {
+        let mut s = self.lock();
+        if !s.jobs.is_empty() && s.takes == s.takes_seen {
+            self.wake_one(&mut s);
+        }
+        s.takes_seen = s.takes;
     }
 
     /// Queues chunks ahead of all others (retries, and chunks given back),
@@ -105,11 +126,21 @@ impl<T> RunQueue<T> {
     /// Moves up to `max` chunks into `out` (fewer when other actors are
     /// awake to share them). If the queue is empty, waits for one when
     /// `wait`, else returns with `out` empty. False once the queue is
-    /// closed and empty.
-    pub(crate) fn take(&self, out: &mut Vec<T>, max: usize, wait: bool) -> bool {
+    /// closed and empty. `quick` is the caller's: whether it is counted as
+    /// an awake actor in quick mode (`max > 1`).
+    pub(crate) fn take(&self, out: &mut Vec<T>, max: usize, wait: bool, quick: &mut bool) -> bool {
         let mut s = self.lock();
+        if *quick != (max > 1) {
+            *quick = max > 1;
+            if *quick {
+                s.quick += 1;
+            } else {
+                s.quick -= 1;
+            }
+        }
         loop {
             if !s.jobs.is_empty() {
+                s.takes += 1;
                 let share = s.jobs.len().div_ceil(self.awake(&s).max(1));
                 let n = share.min(max).max(1);
                 out.extend(s.jobs.drain(..n));
@@ -120,10 +151,19 @@ impl<T> RunQueue<T> {
                 return true;
             }
             if s.closed {
+                if *quick {
+                    *quick = false;
+                    s.quick -= 1;
+                }
                 return false;
             }
             if !wait {
                 return true;
+            }
+            // A waiting actor is not awake, in quick mode or not.
+            if *quick {
+                *quick = false;
+                s.quick -= 1;
             }
             s.waiting += 1;
             s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -158,14 +198,15 @@ impl<F: TaskFactory> Worker<F> {
         let mut oldest: Option<Instant> = None;
         // Until chunks prove quick, take them one at a time.
         let mut max = 1;
+        let mut quick = false;
         loop {
-            if !self.queue.take(&mut group, max, false) {
+            if !self.queue.take(&mut group, max, false, &mut quick) {
                 break;
             }
             if group.is_empty() {
                 self.report(&mut done);
                 oldest = None;
-                if !self.queue.take(&mut group, max, true) {
+                if !self.queue.take(&mut group, max, true, &mut quick) {
                     break;
                 }
                 if group.is_empty() {
@@ -266,19 +307,20 @@ mod tests {
             q.push(i);
         }
         let mut out = Vec::new();
+        let mut quick = false;
         // Both actors count as awake: each takes half.
-        assert!(q.take(&mut out, 64, false));
+        assert!(q.take(&mut out, 64, false, &mut quick));
         assert_eq!(out, [0, 1, 2, 3, 4]);
         out.clear();
-        assert!(q.take(&mut out, 1, false));
+        assert!(q.take(&mut out, 1, false, &mut quick));
         assert_eq!(out, [5], "one at a time when chunks are slow");
         q.push_front([100, 101].into_iter());
         out.clear();
-        assert!(q.take(&mut out, 2, false));
+        assert!(q.take(&mut out, 2, false, &mut quick));
         assert_eq!(out, [100, 101], "given-back chunks come first, in order");
         q.close();
         out.clear();
-        while q.take(&mut out, 64, true) {}
+        while q.take(&mut out, 64, true, &mut quick) {}
         assert_eq!(
             out,
             [6, 7, 8, 9],
@@ -292,7 +334,8 @@ mod tests {
         let q2 = Arc::clone(&q);
         let actor = std::thread::spawn(move || {
             let mut got = Vec::new();
-            while q2.take(&mut got, 8, true) {}
+            let mut quick = false;
+            while q2.take(&mut got, 8, true, &mut quick) {}
             got
         });
         q.push(7);

@@ -8,6 +8,7 @@
 //! the saver actor. At the end it closes the queue and gathers the task
 //! actors' counters.
 
+use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -77,7 +78,20 @@ pub(crate) struct Supervisor<F: TaskFactory> {
     retired: usize,
     stats: AttemptStats,
     shutdown: Option<mpsc::Sender<AttemptStats>>,
+    /// Chunks waiting out the backoff before their retry, and their timers
+    /// (boxed: an actor must be `Unpin` whatever the items are).
+    #[allow(clippy::box_collection)]
+    waiting: Box<HashMap<u64, (Run<In<F>>, SpawnHandle)>>,
+    /// The timer that drops them if the job stops meanwhile.
+    watch: Option<SpawnHandle>,
 }
+
+/// How often the supervisor looks for chunks left in the queue while a task
+/// actor waits (see [`RunQueue::nudge`]).
+const NUDGE: Duration = Duration::from_millis(10);
+
+/// How often the supervisor checks for a stop while chunks wait for a retry.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 impl<F: TaskFactory> Supervisor<F> {
     /// Starts the supervisor and its task actors on the current actix
@@ -122,6 +136,8 @@ impl<F: TaskFactory> Supervisor<F> {
                 retired: 0,
                 stats: AttemptStats::default(),
                 shutdown: None,
+                waiting: Box::default(),
+                watch: None,
             }
         });
         match failed {
@@ -153,24 +169,76 @@ impl<F: TaskFactory> Supervisor<F> {
 
 impl<F: TaskFactory> Actor for Supervisor<F> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(NUDGE, |act, _| act.queue.nudge());
+    }
+}
+
+impl<F: TaskFactory> Supervisor<F> {
+    fn job_stopping(&self) -> bool {
+        self.window.is_halted() || self.stop.as_ref().is_some_and(StopHandle::is_stopped)
+    }
+
+    /// The backoff of chunk `index` is over: queue it again, ahead of the
+    /// others, unless the job is stopping.
+    fn retry_now(&mut self, index: u64) {
+        let Some((run, _)) = self.waiting.remove(&index) else {
+            return;
+        };
+        if self.job_stopping() {
+            self.drop_runs(vec![run]);
+        } else {
+            self.queue.push_front(std::iter::once(run));
+        }
+    }
+
+    /// While chunks wait for their retry, checks now and then whether the
+    /// job is stopping: they are then dropped at once, rather than when
+    /// their backoff ends.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        if self.watch.is_some() {
+            return;
+        }
+        self.watch = Some(ctx.run_interval(STOP_POLL, |act, ctx| {
+            if act.job_stopping() {
+                let waiting = std::mem::take(&mut *act.waiting);
+                let runs = waiting
+                    .into_values()
+                    .map(|(run, timer)| {
+                        ctx.cancel_future(timer);
+                        run
+                    })
+                    .collect();
+                act.drop_runs(runs);
+            }
+            if act.waiting.is_empty()
+                && let Some(watch) = act.watch.take()
+            {
+                ctx.cancel_future(watch);
+            }
+        }));
+    }
+
+    fn drop_runs(&self, runs: Vec<Run<In<F>>>) {
+        let dropped = runs
+            .into_iter()
+            .map(|run| Finished::Dropped {
+                index: run.chunk.index,
+            })
+            .collect();
+        let _ = self.finished.send(SaverMsg::Finished(dropped));
+    }
 }
 
 impl<F: TaskFactory> Handler<RetryLater<In<F>>> for Supervisor<F> {
     type Result = ();
     fn handle(&mut self, msg: RetryLater<In<F>>, ctx: &mut Context<Self>) {
         let RetryLater { run, delay } = msg;
-        ctx.run_later(delay, move |act, _| {
-            let stopping =
-                act.window.is_halted() || act.stop.as_ref().is_some_and(StopHandle::is_stopped);
-            if stopping {
-                let index = run.chunk.index;
-                let _ = act
-                    .finished
-                    .send(SaverMsg::Finished(vec![Finished::Dropped { index }]));
-            } else {
-                act.queue.push_front(std::iter::once(run));
-            }
-        });
+        let index = run.chunk.index;
+        let timer = ctx.run_later(delay, move |act, _| act.retry_now(index));
+        self.waiting.insert(index, (run, timer));
+        self.watch(ctx);
     }
 }
 

@@ -8,12 +8,13 @@
 //! the same code.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
 use raygent_core::{Error, FailedChunk, FailurePolicy, RetryPolicy, StopHandle, Task, TaskFactory};
 
-use crate::exec::run_chunk;
+use crate::exec::{panic_message, run_chunk};
 use crate::flow::{Finished, Outcome, Released, Run};
 use crate::progress::Progress;
 use crate::window::Window;
@@ -98,7 +99,32 @@ impl<F: TaskFactory> TaskActor<F> {
     }
 
     /// One attempt at `run`, judged by the job's rules.
+    ///
+    /// The task's own code runs under `catch_unwind` in
+    /// [`run_chunk`]; so does the rest here, which still calls user code
+    /// (an error's `Display`, an item's `Drop`): a panic there ends the job
+    /// with an error, and never the task actor's thread, nor the chunk
+    /// unreported.
     pub(crate) fn attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
+        let index = run.chunk.index;
+        match catch_unwind(AssertUnwindSafe(|| self.judged_attempt(run))) {
+            Ok(step) => step,
+            Err(p) => {
+                let broken = self.task.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(broken)));
+                self.window.halt();
+                Step::Finished(Finished::Aborted {
+                    index,
+                    error: Error::Runtime(format!(
+                        "chunk {index}: panic outside the task's processing: {}",
+                        panic_message(p)
+                    )),
+                })
+            }
+        }
+    }
+
+    fn judged_attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
         let Run {
             chunk,
             attempt,

@@ -628,3 +628,290 @@ fn after_an_abort_no_new_chunk_starts() {
         );
     }
 }
+
+/// Runs `job` on a thread of its own and returns its result, failing the
+/// test if it has not finished within a (generous) deadline: a job that
+/// hangs fails instead of blocking the suite.
+fn within_deadline<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(job());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the job did not finish within 120 s")
+}
+
+/// A task that panics on the first attempt of its first 50 chunks (whole
+/// chunks at once), whose broken instances panic again when dropped, and
+/// whose factory panics twice: none of it may cost the
+/// pool a thread. The last two chunks wait for each other, which needs
+/// both task actors alive.
+struct Fragile {
+    seen: Arc<Mutex<HashSet<u64>>>,
+    rendezvous: Arc<(Mutex<u32>, Condvar)>,
+    broken: bool,
+}
+
+impl Task for Fragile {
+    type Input = u64;
+    type Output = u64;
+    fn process_item(&mut self, x: &u64) -> Result<u64, TaskError> {
+        Ok(*x)
+    }
+    fn process_items(&mut self, items: &[u64]) -> Result<Vec<u64>, TaskError> {
+        let first = items[0];
+        if first < 50 && self.seen.lock().unwrap().insert(first) {
+            self.broken = true;
+            panic!("first attempt of chunk {first}");
+        }
+        if first >= 50 {
+            let (lock, cv) = &*self.rendezvous;
+            let mut n = lock.lock().unwrap();
+            *n += 1;
+            cv.notify_all();
+            let (n, timeout) = cv
+                .wait_timeout_while(n, Duration::from_secs(60), |n| *n < 2)
+                .unwrap();
+            if timeout.timed_out() {
+                return Err(format!("only {} task actor(s) alive", *n).into());
+            }
+        }
+        Ok(items.to_vec())
+    }
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        if self.broken {
+            panic!("dropping a broken instance");
+        }
+    }
+}
+
+#[test]
+fn the_pool_keeps_its_size_after_panics_in_the_task_its_drop_and_its_factory() {
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let rendezvous = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let made = Arc::new(AtomicU64::new(0));
+    let (s, r, md) = (
+        Arc::clone(&seen),
+        Arc::clone(&rendezvous),
+        Arc::clone(&made),
+    );
+    let mut m = TaskManager::new(move || {
+        // The 2nd and 4th instances fail to be made: with the task's own
+        // panic, a chunk fails at most 3 of its 4 attempts.
+        if [1, 3].contains(&md.fetch_add(1, Ordering::SeqCst)) {
+            panic!("the factory fails now and then");
+        }
+        Fragile {
+            seen: Arc::clone(&s),
+            rendezvous: Arc::clone(&r),
+            broken: false,
+        }
+    })
+    .with_n_cores(2);
+    let report = m
+        .submit_tasks(
+            0..52u64,
+            SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_at_once(true)
+                .with_retry(fast_retry(3)),
+        )
+        .unwrap();
+    assert_eq!(m.get_results(), (0..52).collect::<Vec<_>>());
+    assert!(report.failures.get("panic").copied().unwrap_or(0) >= 50);
+}
+
+#[test]
+fn the_window_counts_chunks_waiting_for_a_slow_saver() {
+    const WINDOW: u64 = 8;
+    // (saver may go on, a chunk at or past the window started while the
+    // saver held chunk 0)
+    let state = Arc::new((Mutex::new((false, None::<u64>)), Condvar::new()));
+    let st = Arc::clone(&state);
+    let mut m = TaskManager::new(move || {
+        let st = Arc::clone(&st);
+        task_fn("watched", move |x: &u64| {
+            let (lock, cv) = &*st;
+            let mut g = lock.lock().unwrap();
+            if !g.0 && *x >= WINDOW && g.1.is_none() {
+                g.1 = Some(*x);
+            }
+            if *x == WINDOW - 1 {
+                g.0 = true;
+                cv.notify_all();
+            }
+            Ok(*x)
+        })
+    })
+    .with_n_cores(2);
+    /// Holds the first save until the last chunk of the window has run.
+    struct HeldSaver(Arc<(Mutex<(bool, Option<u64>)>, Condvar)>, MemorySaver<u64>);
+    impl raygent_core::Saver<u64> for HeldSaver {
+        fn save(
+            &mut self,
+            batch: &raygent_core::Batch<'_, u64>,
+        ) -> Result<(), raygent_core::SaveError> {
+            let (lock, cv) = &*self.0;
+            let g = lock.lock().unwrap();
+            let (g, timeout) = cv
+                .wait_timeout_while(g, Duration::from_secs(60), |s| !s.0)
+                .unwrap();
+            assert!(!timeout.timed_out(), "the window's chunks never all ran");
+            drop(g);
+            self.1.save(batch)
+        }
+    }
+    let saved = MemorySaver::new();
+    m.submit_tasks(
+        0..100u64,
+        SubmitOptions::new()
+            .with_chunk_size(1)
+            .with_save_interval(1)
+            .with_window(WINDOW as usize)
+            .with_saver(HeldSaver(Arc::clone(&state), saved.clone())),
+    )
+    .unwrap();
+    assert_eq!(saved.results(), (0..100).collect::<Vec<_>>());
+    let violation = state.0.lock().unwrap().1;
+    assert_eq!(
+        violation, None,
+        "a chunk beyond the window started while the saver held chunk 0"
+    );
+}
+
+/// Chunk 1 fails once and would be retried after an hour; then the job
+/// halts (chunk 0's save fails, which stops the job as an abort does) or a
+/// stop comes. The job ends at once, without the retry.
+#[test]
+fn a_halt_or_a_stop_drops_chunks_waiting_for_their_retry_at_once() {
+    for (sequential, halt) in [(false, true), (false, false), (true, false)] {
+        let (r, ran_1) = within_deadline(move || {
+            let stop = StopHandle::new();
+            let attempts = Arc::new(Mutex::new(Vec::new()));
+            let (s, a) = (stop.clone(), Arc::clone(&attempts));
+            let mut m = TaskManager::new(move || {
+                let (s, a) = (s.clone(), Arc::clone(&a));
+                task_fn("late", move |x: &u64| {
+                    a.lock().unwrap().push(*x);
+                    match *x {
+                        1 => {
+                            if !halt {
+                                s.stop();
+                            }
+                            Err("chunk 1 fails once".into())
+                        }
+                        0 if halt => {
+                            // Done (and saved, which fails) once chunk 1
+                            // waits for its retry.
+                            while a.lock().unwrap().iter().all(|y| *y != 1) {
+                                std::thread::yield_now();
+                            }
+                            Ok(0)
+                        }
+                        _ => Ok(*x),
+                    }
+                })
+            })
+            .with_n_cores(2)
+            .with_sequential(sequential);
+            let policy = RetryPolicy::new(1)
+                .with_initial_backoff(Duration::from_secs(3600))
+                .with_max_backoff(Duration::from_secs(3600))
+                .with_jitter(false);
+            let mut options = SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_save_interval(1)
+                .with_window(2)
+                .with_retry(policy)
+                .with_stop_handle(stop);
+            if halt {
+                options = options.with_saver(MemorySaver::failing_after(0));
+            }
+            let r = m.submit_tasks(if sequential { 1..10u64 } else { 0..10u64 }, options);
+            let ran_1 = attempts.lock().unwrap().iter().filter(|x| **x == 1).count();
+            (r.map(|_| ()), ran_1)
+        });
+        if halt {
+            assert!(matches!(r, Err(Error::Save(_))), "{r:?}");
+        } else {
+            assert!(
+                matches!(r, Err(Error::Interrupted { .. })),
+                "seq {sequential}: {r:?}"
+            );
+        }
+        assert_eq!(ran_1, 1, "chunk 1 was not retried");
+    }
+}
+
+/// A task error whose `Display` panics: the panic happens outside the
+/// task's processing, yet the job ends with an error, without hanging.
+#[test]
+fn a_panic_outside_the_task_ends_the_job_with_an_error() {
+    #[derive(Debug)]
+    struct Unprintable;
+    impl std::fmt::Display for Unprintable {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("this error cannot be printed")
+        }
+    }
+    impl std::error::Error for Unprintable {}
+    for sequential in [false, true] {
+        let r = within_deadline(move || {
+            let mut m = TaskManager::new(|| {
+                task_fn("unprintable", |x: &u64| {
+                    if *x == 3 {
+                        return Err(Box::new(Unprintable) as TaskError);
+                    }
+                    Ok(*x)
+                })
+            })
+            .with_n_cores(2)
+            .with_sequential(sequential);
+            m.submit_tasks(
+                0..100u64,
+                SubmitOptions::new()
+                    .with_chunk_size(1)
+                    .with_retry(RetryPolicy::none())
+                    .with_failure_policy(FailurePolicy::Skip),
+            )
+            .map(|_| ())
+        });
+        let err = r.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("chunk 3") && msg.contains("cannot be printed"),
+            "seq {sequential}: {msg}"
+        );
+    }
+}
+
+/// A saver that panics: the job fails with an error naming the panic, and
+/// does not hang.
+#[test]
+fn a_panicking_saver_fails_the_job_without_hanging() {
+    struct Panicky;
+    impl raygent_core::Saver<u64> for Panicky {
+        fn save(
+            &mut self,
+            _: &raygent_core::Batch<'_, u64>,
+        ) -> Result<(), raygent_core::SaveError> {
+            panic!("the saver broke")
+        }
+    }
+    let r = within_deadline(|| {
+        let mut m = TaskManager::new(|| task_fn("sq", |x: &u64| Ok(x * x))).with_n_cores(2);
+        m.submit_tasks(
+            0..10_000u64,
+            SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_window(16)
+                .with_saver(Panicky),
+        )
+        .map(|_| ())
+    });
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("the saver broke"), "{msg}");
+}

@@ -42,10 +42,3 @@ pub struct JobReport {
     /// Wall-clock time of the run.
     pub wall_time: Duration,
 }
-
-impl JobReport {
-    /// Counts one failure of the given class.
-    pub fn count_failure(&mut self, class: &str) {
-        *self.failures.entry(class.to_owned()).or_default() += 1;
-    }
-}
