@@ -299,9 +299,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             Err(e) if ended_step0_failed => return Err(e),
             other => other,
         };
-        for e in [broken, save_error, abort, fed.input_error]
+        if let Some(e) = [broken, save_error, abort, fed.input_error]
             .into_iter()
             .flatten()
+            .next()
         {
             return Err(e);
         }

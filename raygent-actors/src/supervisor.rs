@@ -81,10 +81,13 @@ pub(crate) struct Supervisor<F: TaskFactory> {
     /// Chunks waiting out the backoff before their retry, and their timers
     /// (boxed: an actor must be `Unpin` whatever the items are).
     #[allow(clippy::box_collection)]
-    waiting: Box<HashMap<u64, (Run<In<F>>, SpawnHandle)>>,
+    waiting: Box<Waiting<In<F>>>,
     /// The timer that drops them if the job stops meanwhile.
     watch: Option<SpawnHandle>,
 }
+
+/// Chunks waiting for their retry, by index, with their timers.
+type Waiting<I> = HashMap<u64, (Run<I>, SpawnHandle)>;
 
 /// How often the supervisor looks for chunks left in the queue while a task
 /// actor waits (see [`RunQueue::nudge`]).

@@ -748,7 +748,8 @@ fn the_window_counts_chunks_waiting_for_a_slow_saver() {
     })
     .with_n_cores(2);
     /// Holds the first save until the last chunk of the window has run.
-    struct HeldSaver(Arc<(Mutex<(bool, Option<u64>)>, Condvar)>, MemorySaver<u64>);
+    type Shared = Arc<(Mutex<(bool, Option<u64>)>, Condvar)>;
+    struct HeldSaver(Shared, MemorySaver<u64>);
     impl raygent_core::Saver<u64> for HeldSaver {
         fn save(
             &mut self,
