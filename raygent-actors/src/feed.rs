@@ -90,7 +90,7 @@ where
                         return None;
                     }
                 }
-                Some(fp.clone())
+                Some(Box::new(fp.clone()))
             }
             None => None,
         };

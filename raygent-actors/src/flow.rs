@@ -22,7 +22,7 @@ pub(crate) struct Run<I> {
     pub(crate) chunk: Chunk<I>,
     pub(crate) attempt: u32,
     /// The input's fingerprint after this chunk, when the job checkpoints.
-    pub(crate) fingerprint: Option<Fingerprint>,
+    pub(crate) fingerprint: Option<Box<Fingerprint>>,
 }
 
 /// How one chunk ended, reported by a task actor (or by the supervisor for a
@@ -45,7 +45,7 @@ pub(crate) struct Released<O> {
     pub(crate) index: u64,
     pub(crate) outcome: Outcome<O>,
     /// The input's fingerprint after this chunk, when the job checkpoints.
-    pub(crate) fingerprint: Option<Fingerprint>,
+    pub(crate) fingerprint: Option<Box<Fingerprint>>,
 }
 
 /// What a released chunk holds.

@@ -21,7 +21,7 @@ struct InFlight {
     chunks: Range<u64>,
     items: Range<u64>,
     results: u64,
-    fingerprint: Option<Fingerprint>,
+    fingerprint: Option<Box<Fingerprint>>,
 }
 
 /// Where a checkpointed job's commits go.
@@ -44,7 +44,7 @@ pub(crate) struct Sink<O, H> {
     batch_chunks: Range<u64>,
     batch_items: Range<u64>,
     /// The input's fingerprint after the batch's last chunk.
-    batch_fingerprint: Option<Fingerprint>,
+    batch_fingerprint: Option<Box<Fingerprint>>,
     /// Results handed on by this run.
     pub(crate) results: u64,
     /// Results committed, by this run and earlier ones.
