@@ -3,10 +3,10 @@
 //! Task actors pull chunks from one shared queue: an idle actor takes the
 //! next chunk, so the load balances itself, and a chunk crosses one thread
 //! boundary on its way in (feeder → task actor) and one on its way out
-//! (task actor → saver stage). Quick chunks are taken and reported in
-//! groups, so that threads wake up once per group rather than once per
-//! chunk; slow ones one at a time, so that no actor sits on queued work
-//! while another is idle.
+//! (task actor → saver stage). Quick chunks are taken a few at a time and
+//! reported in groups of up to 64, so that threads wake up once per group
+//! rather than once per chunk; slow ones are taken one at a time, so that
+//! no actor sits on queued work while another is idle.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
@@ -20,8 +20,15 @@ use crate::saver::SaverMsg;
 use crate::supervisor::{Retired, RetryLater};
 use crate::task::{In, Out, Step, TaskActor};
 
-/// The most chunks a task actor takes (and reports) at once.
-const MAX_GROUP: usize = 64;
+/// The most quick chunks a task actor takes at once: few, so that the
+/// actors run chunks close to input order (the reorder stage holds less,
+/// and a stop finds little run ahead of it).
+const TAKE: usize = 8;
+/// More chunks than this queued beyond what an actor takes: it wakes
+/// another.
+const WAKE_ANOTHER: usize = 16;
+/// The most finished chunks a task actor reports at once.
+const REPORT_AT_MOST: usize = 64;
 /// Chunks that take less than this on average are taken in groups.
 const QUICK: Duration = Duration::from_micros(20);
 /// A task actor that has spent this long on a group gives back the chunks
@@ -144,8 +151,8 @@ impl<T> RunQueue<T> {
                 let share = s.jobs.len().div_ceil(self.awake(&s).max(1));
                 let n = share.min(max).max(1);
                 out.extend(s.jobs.drain(..n));
-                // More left than this actor takes at a time: wake another.
-                if !s.jobs.is_empty() && (max == 1 || s.jobs.len() >= max) {
+                // More left than this actor will soon take: wake another.
+                if !s.jobs.is_empty() && (max == 1 || s.jobs.len() >= WAKE_ANOTHER) {
                     self.wake_one(&mut s);
                 }
                 return true;
@@ -233,14 +240,10 @@ impl<F: TaskFactory> Worker<F> {
             if !rest.is_empty() {
                 self.queue.push_front(rest.into_iter());
             }
-            max = if began.elapsed() < QUICK * ran {
-                MAX_GROUP
-            } else {
-                1
-            };
+            max = if began.elapsed() < QUICK * ran { TAKE } else { 1 };
             if !done.is_empty() {
                 let since = *oldest.get_or_insert(began);
-                if done.len() >= MAX_GROUP || since.elapsed() >= REPORT_AFTER {
+                if done.len() >= REPORT_AT_MOST || since.elapsed() >= REPORT_AFTER {
                     self.report(&mut done);
                     oldest = None;
                 }
