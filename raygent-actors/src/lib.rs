@@ -28,6 +28,7 @@ mod exec;
 mod feed;
 mod flow;
 mod manager;
+mod modes;
 mod options;
 mod pool;
 mod progress;

@@ -240,7 +240,11 @@ impl<F: TaskFactory> Worker<F> {
             if !rest.is_empty() {
                 self.queue.push_front(rest.into_iter());
             }
-            max = if began.elapsed() < QUICK * ran { TAKE } else { 1 };
+            max = if began.elapsed() < QUICK * ran {
+                TAKE
+            } else {
+                1
+            };
             if !done.is_empty() {
                 let since = *oldest.get_or_insert(began);
                 if done.len() >= REPORT_AT_MOST || since.elapsed() >= REPORT_AFTER {
