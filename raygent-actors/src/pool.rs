@@ -34,8 +34,10 @@ const QUICK: Duration = Duration::from_micros(20);
 /// A task actor that has spent this long on a group gives back the chunks
 /// of the group it has not started, for idle actors to take.
 const HOLD: Duration = Duration::from_micros(200);
-/// Finished chunks are reported at least this often (and always before the
-/// actor waits for work), so the reorder stage is never held up long.
+/// A task actor reports finished chunks at least this often (and always
+/// before it waits for work), so the reorder stage is never held up long;
+/// its supervisor reports those held longer than [`STALE`] (the actor is on
+/// a slow chunk).
 const REPORT_AFTER: Duration = Duration::from_micros(100);
 
 #[derive(Debug)]
@@ -186,13 +188,77 @@ impl<T> RunQueue<T> {
     }
 }
 
+/// The finished chunks a task actor holds to report them in one message.
+///
+/// Its supervisor flushes it too, every [`STALE`] or so: a finished chunk is
+/// never held back for long, whatever its actor runs next.
+pub(crate) struct Outbox<O> {
+    held: Mutex<Held<O>>,
+    /// The saver actor's mailbox.
+    saver: mpsc::Sender<SaverMsg<O>>,
+}
+
+struct Held<O> {
+    done: Vec<Finished<O>>,
+    /// When the oldest chunk held was taken.
+    since: Option<Instant>,
+}
+
+/// How long the supervisor lets an outbox hold a finished chunk.
+pub(crate) const STALE: Duration = Duration::from_millis(10);
+
+impl<O> Outbox<O> {
+    pub(crate) fn new(saver: mpsc::Sender<SaverMsg<O>>) -> Self {
+        Outbox {
+            held: Mutex::new(Held {
+                done: Vec::new(),
+                since: None,
+            }),
+            saver,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held<O>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds a finished chunk, taken at `taken`.
+    fn push(&self, f: Finished<O>, taken: Instant) {
+        let mut h = self.lock();
+        h.since.get_or_insert(taken);
+        h.done.push(f);
+    }
+
+    /// Reports what is held once it holds `at_most` chunks, or has held one
+    /// for `after`.
+    pub(crate) fn report_if(&self, at_most: usize, after: Duration) {
+        let done = {
+            let mut h = self.lock();
+            match h.since {
+                Some(t) if h.done.len() >= at_most || t.elapsed() >= after => {
+                    h.since = None;
+                    std::mem::take(&mut h.done)
+                }
+                _ => return,
+            }
+        };
+        // The saver actor is gone only if it failed; the job then ends with
+        // its error.
+        let _ = self.saver.send(SaverMsg::Finished(done));
+    }
+
+    fn report(&self) {
+        self.report_if(0, Duration::ZERO);
+    }
+}
+
 /// A task actor on its own thread, with where it takes chunks from and
 /// where it reports them.
 pub(crate) struct Worker<F: TaskFactory> {
     pub(crate) actor: TaskActor<F>,
     pub(crate) queue: Arc<RunQueue<Run<In<F>>>>,
-    /// The saver stage's mailbox: finished chunks go straight there.
-    pub(crate) finished: mpsc::Sender<SaverMsg<Out<F>>>,
+    /// Finished chunks go from here straight to the saver actor.
+    pub(crate) outbox: Arc<Outbox<Out<F>>>,
     /// The supervisor, which waits out retries' backoff.
     pub(crate) retry: Recipient<RetryLater<In<F>>>,
 }
@@ -201,8 +267,6 @@ impl<F: TaskFactory> Worker<F> {
     /// Takes and runs chunks until the queue is closed.
     fn run(&mut self) {
         let mut group: Vec<Run<In<F>>> = Vec::new();
-        let mut done: Vec<Finished<Out<F>>> = Vec::new();
-        let mut oldest: Option<Instant> = None;
         // Until chunks prove quick, take them one at a time.
         let mut max = 1;
         let mut quick = false;
@@ -211,8 +275,7 @@ impl<F: TaskFactory> Worker<F> {
                 break;
             }
             if group.is_empty() {
-                self.report(&mut done);
-                oldest = None;
+                self.outbox.report();
                 if !self.queue.take(&mut group, max, true, &mut quick) {
                     break;
                 }
@@ -226,7 +289,7 @@ impl<F: TaskFactory> Worker<F> {
             let mut jobs = group.drain(..);
             for run in jobs.by_ref() {
                 match self.actor.attempt(run) {
-                    Step::Finished(f) => done.push(f),
+                    Step::Finished(f) => self.outbox.push(f, began),
                     Step::RetryLater { run, delay } => {
                         self.retry.do_send(RetryLater { run, delay })
                     }
@@ -245,23 +308,9 @@ impl<F: TaskFactory> Worker<F> {
             } else {
                 1
             };
-            if !done.is_empty() {
-                let since = *oldest.get_or_insert(began);
-                if done.len() >= REPORT_AT_MOST || since.elapsed() >= REPORT_AFTER {
-                    self.report(&mut done);
-                    oldest = None;
-                }
-            }
+            self.outbox.report_if(REPORT_AT_MOST, REPORT_AFTER);
         }
-        self.report(&mut done);
-    }
-
-    fn report(&self, done: &mut Vec<Finished<Out<F>>>) {
-        if !done.is_empty() {
-            // The saver stage is gone only if it failed; the job then ends
-            // with its error.
-            let _ = self.finished.send(SaverMsg::Finished(std::mem::take(done)));
-        }
+        self.outbox.report();
     }
 }
 

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use raygent_core::{Error, StopHandle, TaskFactory};
 
 use crate::flow::{Finished, Run};
-use crate::pool::{RunQueue, Worker, spawn};
+use crate::pool::{Outbox, RunQueue, STALE, Worker, spawn};
 use crate::progress::Progress;
 use crate::saver::SaverMsg;
 use crate::task::{AttemptStats, In, Out, Rules, TaskActor};
@@ -78,6 +78,8 @@ pub(crate) struct Supervisor<F: TaskFactory> {
     retired: usize,
     stats: AttemptStats,
     shutdown: Option<mpsc::Sender<AttemptStats>>,
+    /// The task actors' outboxes, reported when they hold chunks too long.
+    outboxes: Vec<Arc<Outbox<Out<F>>>>,
     /// Chunks waiting out the backoff before their retry, and their timers
     /// (boxed: an actor must be `Unpin` whatever the items are).
     #[allow(clippy::box_collection)]
@@ -90,7 +92,8 @@ pub(crate) struct Supervisor<F: TaskFactory> {
 type Waiting<I> = HashMap<u64, (Run<I>, SpawnHandle)>;
 
 /// How often the supervisor looks for chunks left in the queue while a task
-/// actor waits (see [`RunQueue::nudge`]).
+/// actor waits (see [`RunQueue::nudge`]), and for finished chunks an actor
+/// has held too long (see [`Outbox`]).
 const NUDGE: Duration = Duration::from_millis(10);
 
 /// How often the supervisor checks for a stop while chunks wait for a retry.
@@ -106,6 +109,7 @@ impl<F: TaskFactory> Supervisor<F> {
         let addr = Supervisor::create(|ctx| {
             let me = ctx.address();
             let mut first_task = cfg.first_task;
+            let mut outboxes = Vec::new();
             for _ in 0..cfg.workers.max(1) {
                 let actor = TaskActor::new(
                     Arc::clone(&cfg.factory),
@@ -116,10 +120,12 @@ impl<F: TaskFactory> Supervisor<F> {
                     Arc::clone(&cfg.window),
                     cfg.progress.clone(),
                 );
+                let outbox = Arc::new(Outbox::new(cfg.finished.clone()));
+                outboxes.push(Arc::clone(&outbox));
                 let worker = Worker {
                     actor,
                     queue: Arc::clone(&cfg.queue),
-                    finished: cfg.finished.clone(),
+                    outbox,
                     retry: me.clone().recipient(),
                 };
                 match spawn(worker, me.clone().recipient(), cfg.alive.clone()) {
@@ -139,6 +145,7 @@ impl<F: TaskFactory> Supervisor<F> {
                 retired: 0,
                 stats: AttemptStats::default(),
                 shutdown: None,
+                outboxes,
                 waiting: Box::default(),
                 watch: None,
             }
@@ -174,7 +181,12 @@ impl<F: TaskFactory> Actor for Supervisor<F> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(NUDGE, |act, _| act.queue.nudge());
+        ctx.run_interval(NUDGE, |act, _| {
+            act.queue.nudge();
+            for outbox in &act.outboxes {
+                outbox.report_if(usize::MAX, STALE);
+            }
+        });
     }
 }
 

@@ -916,3 +916,56 @@ fn a_panicking_saver_fails_the_job_without_hanging() {
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("the saver broke"), "{msg}");
 }
+
+/// Quick chunks, then chunks that wait until chunk 0 is saved: a task actor
+/// that holds finished chunks to report them together must not hold them
+/// back while it runs a slow one.
+#[test]
+fn finished_chunks_are_reported_while_their_actor_runs_a_slow_one() {
+    type Saved = Arc<(Mutex<bool>, Condvar)>;
+    struct Signalling(Saved, MemorySaver<u64>);
+    impl raygent_core::Saver<u64> for Signalling {
+        fn save(
+            &mut self,
+            batch: &raygent_core::Batch<'_, u64>,
+        ) -> Result<(), raygent_core::SaveError> {
+            self.1.save(batch)?;
+            *self.0.0.lock().unwrap() = true;
+            self.0.1.notify_all();
+            Ok(())
+        }
+    }
+    for workers in [1, 2] {
+        let saved: Saved = Arc::new((Mutex::new(false), Condvar::new()));
+        let s = Arc::clone(&saved);
+        let mut m = TaskManager::new(move || {
+            let s = Arc::clone(&s);
+            task_fn("waits for the saver", move |x: &u64| {
+                if *x >= 20 {
+                    let (lock, cv) = &*s;
+                    let g = lock.lock().unwrap();
+                    let (g, timeout) = cv
+                        .wait_timeout_while(g, Duration::from_secs(60), |saved| !*saved)
+                        .unwrap();
+                    drop(g);
+                    if timeout.timed_out() {
+                        return Err("chunk 0 was never saved".into());
+                    }
+                }
+                Ok(*x)
+            })
+        })
+        .with_n_cores(workers);
+        let out = MemorySaver::new();
+        m.submit_tasks(
+            0..40u64,
+            SubmitOptions::new()
+                .with_chunk_size(1)
+                .with_save_interval(1)
+                .with_retry(RetryPolicy::none())
+                .with_saver(Signalling(Arc::clone(&saved), out.clone())),
+        )
+        .unwrap_or_else(|e| panic!("{workers} worker(s): {e}"));
+        assert_eq!(out.results(), (0..40).collect::<Vec<_>>());
+    }
+}
