@@ -113,6 +113,39 @@ pub trait Saver<T>: Send + 'static {
     }
 }
 
+/// A boxed saver (`Box<dyn Saver<T>>`, chosen at run time) is a saver: every
+/// method goes to the box's content, so nothing falls back to a default.
+/// A method added to [`Saver`] must be forwarded here too.
+impl<T, S: Saver<T> + ?Sized> Saver<T> for Box<S> {
+    fn save(&mut self, batch: &Batch<'_, T>) -> Result<(), SaveError> {
+        (**self).save(batch)
+    }
+    fn submit(&mut self, batch: &Batch<'_, T>) -> Result<u64, SaveError> {
+        (**self).submit(batch)
+    }
+    fn flush(&mut self) -> Result<(), SaveError> {
+        (**self).flush()
+    }
+    fn finish(&mut self) -> Result<(), SaveError> {
+        (**self).finish()
+    }
+    fn resume(&mut self, point: &ResumePoint) -> Result<(), SaveError> {
+        (**self).resume(point)
+    }
+    fn can_resume(&self) -> bool {
+        (**self).can_resume()
+    }
+    fn check_empty(&mut self) -> Result<(), SaveError> {
+        (**self).check_empty()
+    }
+    fn skipped(&mut self, chunk: &FailedChunk) {
+        (**self).skipped(chunk)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// One batch as [`MemorySaver`] recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedBatch<T> {
@@ -222,5 +255,33 @@ impl<T: Clone + Send + 'static> Saver<T> for MemorySaver<T> {
 
     fn describe(&self) -> String {
         "memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A boxed saver behaves as its content: no method falls back to the
+    /// trait's default.
+    #[test]
+    fn a_boxed_saver_forwards_every_method() {
+        let inner = MemorySaver::<u32>::new();
+        let mut boxed: Box<dyn Saver<u32>> = Box::new(inner.clone());
+        assert!(
+            boxed.can_resume(),
+            "MemorySaver resumes; the default says no"
+        );
+        assert_eq!(boxed.describe(), "memory");
+        let results = [1, 2, 3];
+        let batch = Batch {
+            chunks: 0..1,
+            items: 0..3,
+            results: &results,
+        };
+        assert_eq!(boxed.submit(&batch).unwrap(), 1);
+        boxed.flush().unwrap();
+        boxed.finish().unwrap();
+        assert_eq!(inner.results(), [1, 2, 3]);
     }
 }

@@ -350,7 +350,7 @@ pub fn run_job<'py>(
         .with_stop_handle(stop.clone())
         .with_progress(counters.clone());
     if let Some(s) = boxed {
-        options = options.with_boxed_saver(s);
+        options = options.with_saver(s);
     }
     if let Some(url) = checkpoint {
         let store = progress_store(&url, &s3_opts)?;
