@@ -316,9 +316,11 @@ fn exit_every_time_names_the_code() {
 
 #[test]
 fn hang_every_time_is_a_timeout() {
+    // Long enough for a fresh Python worker to start and reach item 7 (and
+    // say so on stderr) on a loaded machine before the timeout kills it.
     fault_always(
         "hang",
-        |c| c.timeout(Duration::from_secs(3)),
+        |c| c.timeout(Duration::from_secs(6)),
         |k| *k == WorkerErrorKind::Timeout,
         "timeout",
     );
