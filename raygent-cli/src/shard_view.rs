@@ -20,6 +20,10 @@ pub struct ShardStatus {
     pub state: &'static str,
     /// The attempt whose results count (the newest with a checkpoint).
     pub attempt: Option<u32>,
+    /// Where that attempt's results are: an ordinary dataset (for a
+    /// Parquet job, the `*.parquet` files a reader outside raygent globs,
+    /// one shard after another in shard order).
+    pub results: Option<String>,
     /// Who ran (or runs) the newest attempt.
     pub runner: Option<String>,
     /// Chunks committed.
@@ -97,11 +101,12 @@ pub fn ranges(indices: &[u32]) -> String {
     out.join(",")
 }
 
-fn done_status(d: &DoneRecord) -> ShardStatus {
+fn done_status(layout: &Layout, d: &DoneRecord) -> ShardStatus {
     ShardStatus {
         shard: d.shard,
         state: "done",
         attempt: Some(d.attempt),
+        results: Some(layout.url_of(&attempt_dir(d.shard, d.attempt))),
         runner: None,
         chunks_committed: d.chunks,
         items_committed: d.items,
@@ -154,6 +159,7 @@ fn open_status(layout: &Layout, shard: u32) -> Result<ShardStatus, Failure> {
             shard,
             state: "never_started",
             attempt: None,
+            results: None,
             runner: None,
             chunks_committed: 0,
             items_committed: 0,
@@ -168,6 +174,9 @@ fn open_status(layout: &Layout, shard: u32) -> Result<ShardStatus, Failure> {
         shard,
         state: "stopped",
         attempt: state.as_ref().map(|(a, _)| *a),
+        results: state
+            .as_ref()
+            .map(|(a, _)| layout.url_of(&attempt_dir(shard, *a))),
         runner: Some(claim.runner.to_string()),
         chunks_committed: state.as_ref().map_or(0, |(_, s)| s.next_chunk),
         items_committed: state.as_ref().map_or(0, |(_, s)| s.next_item),
@@ -189,7 +198,7 @@ pub fn job_status(layout: &Layout, url: &str, job: &JobRecord) -> Result<JobStat
         .done_records(&done_list)
         .map_err(Failure::failed)?
         .iter()
-        .map(done_status)
+        .map(|d| done_status(layout, d))
         .collect();
     let open: Vec<u32> = (0..job.shards).filter(|s| !done.contains(s)).collect();
     // A handful of threads: each open shard costs a few sequential requests.

@@ -531,3 +531,72 @@ fn cat_prints_every_stored_format_as_jsonl_and_csv() {
         assert_eq!(cat(out, "lines"), jsonl, "{format}");
     }
 }
+
+/// What DuckDB reads of a sharded Parquet job, through the result
+/// directories `raygent status --json` names: every result once, in global
+/// input order by (file name, `_index`), equal to one unsharded run.
+const CHECK_SHARDED: &str = r#"
+import sys, json, duckdb
+status, plain = json.loads(sys.argv[1]), sys.argv[2]
+dirs = [s["results"] for s in status["shard_status"]]
+assert len(dirs) == status["shards"] and all(d for d in dirs), dirs
+globs = [d.removeprefix("file://") + "/*.parquet" for d in dirs]
+con = duckdb.connect()
+got = con.sql(f"SELECT i FROM read_parquet({globs!r}, filename=true) ORDER BY filename, _index").fetchall()
+want = con.sql(f"SELECT i FROM read_parquet('{plain}/*.parquet') ORDER BY _index").fetchall()
+assert got == want and len(got) == int(sys.argv[3]), (got[:5], want[:5], len(got))
+print("OK", len(got))
+"#;
+
+#[test]
+fn a_sharded_parquet_job_reads_as_one_dataset_through_its_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = numbers(tmp.path(), 300);
+    let worker = script(tmp.path(), "typed.py", TYPED);
+    let run_args = |out: &str| -> Vec<String> {
+        [
+            "run",
+            "-q",
+            "-i",
+            &input,
+            "-o",
+            out,
+            "-c",
+            "10",
+            "--save-interval",
+            "30",
+            "-j",
+            "2",
+            "--format",
+            "parquet",
+            "--result-format",
+            "json",
+            "--",
+            "python3",
+            &worker,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let plain = tmp.path().join("plain");
+    let plain = plain.to_str().unwrap();
+    let args = run_args(plain);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_expect(raygent(&args), 0);
+    let sharded = tmp.path().join("sharded");
+    let sharded = sharded.to_str().unwrap();
+    for i in 0..3 {
+        let mut a = run_args(sharded);
+        a.insert(1, "--shards=3".into());
+        a.insert(2, format!("--shard={i}"));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run_expect(raygent(&a), 0);
+    }
+    assert!(Path::new(sharded).join("_SUCCESS").is_file());
+    let status = run_expect(raygent(&["status", "--json", sharded]), 0).0;
+    assert_eq!(
+        python(CHECK_SHARDED, &[&status, plain, "300"], &[]).trim(),
+        "OK 300"
+    );
+}
