@@ -134,7 +134,9 @@ impl<F: TaskFactory> TaskActor<F> {
         if self.stopping() {
             return Step::Finished(Finished::Dropped { index });
         }
-        let _span = tracing::trace_span!("chunk", index, attempt).entered();
+        // No tracing span per chunk: entering one costs 20-40 ns even with
+        // no subscriber, a third of sequential mode's whole cost per chunk
+        // at chunk size 1. The events below name the chunk instead.
         let failure = match run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once) {
             Ok(results) => {
                 return Step::Finished(Finished::Ready(Released {
