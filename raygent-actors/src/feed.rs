@@ -84,11 +84,9 @@ where
     pub(crate) fn admit(&mut self, chunk: Chunk<T>) -> Option<Run<T>> {
         let fingerprint = match self.fingerprint.as_mut() {
             Some(fp) => {
-                for item in &chunk.items {
-                    if let Err(e) = fp.update_item(item) {
-                        self.fed.input_error = Some(e);
-                        return None;
-                    }
+                if let Err(e) = fp.update_items(&chunk.items) {
+                    self.fed.input_error = Some(e);
+                    return None;
                 }
                 Some(Box::new(fp.clone()))
             }

@@ -211,11 +211,7 @@ impl Resumer {
         let target = self.start.next_chunk;
         while chunks.next_index() < target {
             match chunks.next() {
-                Some(Ok(chunk)) => {
-                    for item in &chunk.items {
-                        self.fingerprint.update_item(item)?;
-                    }
-                }
+                Some(Ok(chunk)) => self.fingerprint.update_items(&chunk.items)?,
                 Some(Err(e)) => {
                     return Err(Error::Input {
                         item: e.item,
