@@ -18,9 +18,18 @@ base=${1:?usage: bench/before_after.sh BASE [ROUNDS]}
 rounds=${2:-2}
 head=$(git rev-parse --short HEAD)
 base_short=$(git rev-parse --short "$base")
-tmp=$(mktemp -d)
-trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-git worktree add --detach "$tmp/base" "$base" >/dev/null
+# RAYGENT_BASE_DIR: a checkout of BASE to build in (and keep), to save the
+# base's build on a second run; by default a temporary worktree.
+if [ -n "${RAYGENT_BASE_DIR:-}" ]; then
+    base_dir=$RAYGENT_BASE_DIR
+    [ "$(git -C "$base_dir" rev-parse --short HEAD)" = "$base_short" ] ||
+        { echo "RAYGENT_BASE_DIR=$base_dir is not at $base_short" >&2; exit 2; }
+else
+    tmp=$(mktemp -d)
+    trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+    git worktree add --detach "$tmp/base" "$base" >/dev/null
+    base_dir=$tmp/base
+fi
 
 examples=(raygent-actors:bench_runtime raygent-savers:bench_save raygent-actors:bench_ckpt)
 build() {
@@ -30,20 +39,22 @@ build() {
     done
 }
 echo "# building $base_short (base) and $head (current)" >&2
-build "$tmp/base"
+build "$base_dir"
 build .
 
 # Short settings: minutes per round, not hours.
 export RAYGENT_BENCH_REPS=${RAYGENT_BENCH_REPS:-1}
 export RAYGENT_BENCH_MIB=${RAYGENT_BENCH_MIB:-256}
 export RAYGENT_BENCH_RUNS=${RAYGENT_BENCH_RUNS:-11}
-export RAYGENT_BENCH_RESUME_CHUNKS=${RAYGENT_BENCH_RESUME_CHUNKS:-200000}
+# Resume keeps its default (1,000,000 chunks, about 2 s): shorter, the
+# SIGKILL comes before the first checkpoint (at most one a second) and part
+# 2b resumes from nothing.
 
 for round in $(seq "$rounds"); do
     for e in "${examples[@]}"; do
         name=${e##*:}
         for side in base current; do
-            if [ "$side" = base ]; then dir=$tmp/base; rev=$base_short; else dir=.; rev=$head; fi
+            if [ "$side" = base ]; then dir=$base_dir; rev=$base_short; else dir=.; rev=$head; fi
             printf '\n===== round %s: %s, %s (%s), load %s\n' "$round" "$name" "$side" "$rev" \
                 "$(cut -d' ' -f1 /proc/loadavg)"
             (cd "$dir" && "target/release/examples/$name")
