@@ -49,6 +49,8 @@ mod manifest;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 #[cfg(feature = "parquet")]
+mod parquet_build;
+#[cfg(feature = "parquet")]
 mod parquet_trace;
 mod reader;
 mod saver;

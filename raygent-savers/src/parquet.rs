@@ -262,6 +262,11 @@ impl ParquetSchema {
         for (row, v) in values.iter().enumerate() {
             widen(&mut top, v).map_err(|m| m.at_row(row))?;
         }
+        ParquetSchema::from_top(top, index)
+    }
+
+    /// The schema of results of type `top` (as inferred).
+    pub(crate) fn from_top(top: ColumnType, index: bool) -> Result<ParquetSchema, Mismatch> {
         let schema = match top {
             ColumnType::Struct(columns) => ParquetSchema {
                 index,
@@ -288,7 +293,7 @@ impl ParquetSchema {
 }
 
 impl Column {
-    fn field(&self) -> Field {
+    pub(crate) fn field(&self) -> Field {
         Field::new(&self.name, self.ty.data_type(), true)
     }
 }
@@ -710,6 +715,31 @@ pub(crate) struct ParquetEncoder {
     pub unrecorded: bool,
 }
 
+/// A part's columns, built and checked against the schema: what is left
+/// to do ([`write`](PartColumns::write): Parquet's encoding, statistics and
+/// zstd) needs no results, so it may run on another thread.
+#[derive(Debug)]
+pub(crate) struct PartColumns {
+    batch: RecordBatch,
+    properties: WriterProperties,
+}
+
+impl PartColumns {
+    /// The part's Parquet file.
+    pub fn write(self) -> Result<Vec<u8>, String> {
+        let mut w = ArrowWriter::try_new(
+            Vec::with_capacity(1 << 16),
+            self.batch.schema(),
+            Some(self.properties),
+        )
+        .map_err(|e| e.to_string())?;
+        if self.batch.num_rows() > 0 {
+            w.write(&self.batch).map_err(|e| e.to_string())?;
+        }
+        w.into_inner().map_err(|e| e.to_string())
+    }
+}
+
 impl ParquetEncoder {
     /// Encodes `results` as one Parquet file, with `index(i)` the input
     /// position of result `i` when the index column is on; fixes the schema
@@ -721,56 +751,128 @@ impl ParquetEncoder {
         index: Option<&dyn Fn(usize) -> u64>,
         params: &mut PartParams,
     ) -> Result<Vec<u8>, EncodeFailure> {
+        match self.build(results, index, params)? {
+            Some(columns) => columns.write().map_err(EncodeFailure::Other),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`encode`](Self::encode) but for the writing: the part's columns,
+    /// or `None` for an empty part with no schema yet (no bytes at all).
+    ///
+    /// Results are serialized straight into the columns
+    /// (`parquet_build`); where that path gives up (a result that does not
+    /// fit, a shape it does not handle), the part is built again through
+    /// [`Value`]s, which reports the error.
+    pub fn build<T: Serialize>(
+        &mut self,
+        results: &[T],
+        index: Option<&dyn Fn(usize) -> u64>,
+        params: &mut PartParams,
+    ) -> Result<Option<PartColumns>, EncodeFailure> {
+        if self.schema.is_none() && results.is_empty() {
+            return Ok(None);
+        }
+        let (schema, columns) = match self.build_fast(results, index.is_some()) {
+            Some(built) => built,
+            None => self.build_values(results, index.is_some())?,
+        };
+        if self.unrecorded || self.schema.is_none() {
+            params.schema = Some(schema.to_params().map_err(EncodeFailure::Other)?);
+        }
+        params.index_column = schema.index;
+        params.value_column = schema.value;
+        let batch = record_batch(&schema, columns, results.len(), index)?;
+        let properties = writer_properties(&schema);
+        self.schema = Some(schema);
+        self.unrecorded = false;
+        Ok(Some(PartColumns { batch, properties }))
+    }
+
+    /// The schema and the columns after `_index`, by the fast path.
+    pub(crate) fn build_fast<T: Serialize>(
+        &self,
+        results: &[T],
+        index: bool,
+    ) -> Option<(ParquetSchema, Vec<ArrayRef>)> {
+        let schema = match &self.schema {
+            Some(s) => s.clone(),
+            None => {
+                ParquetSchema::from_top(crate::parquet_build::infer(results).ok()?, index).ok()?
+            }
+        };
+        let columns = crate::parquet_build::build(&schema, results).ok()?;
+        Some((schema, columns))
+    }
+
+    /// The schema and the columns after `_index`, through [`Value`]s.
+    pub(crate) fn build_values<T: Serialize>(
+        &self,
+        results: &[T],
+        index: bool,
+    ) -> Result<(ParquetSchema, Vec<ArrayRef>), EncodeFailure> {
         let values = results
             .iter()
             .enumerate()
             .map(|(i, r)| to_value(r).map_err(|e| EncodeFailure::Other(format!("result {i}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let schema = match &self.schema {
-            Some(s) if self.unrecorded => {
-                params.schema = Some(s.to_params().map_err(EncodeFailure::Other)?);
-                s.clone()
-            }
             Some(s) => s.clone(),
-            None if values.is_empty() => return Ok(Vec::new()),
-            None => {
-                let s = ParquetSchema::infer(&values, index.is_some())
-                    .map_err(EncodeFailure::Mismatch)?;
-                params.schema = Some(s.to_params().map_err(EncodeFailure::Other)?);
-                s
-            }
+            None => ParquetSchema::infer(&values, index).map_err(EncodeFailure::Mismatch)?,
         };
-        params.index_column = schema.index;
-        params.value_column = schema.value;
-        let bytes = write_part(&schema, &values, index).map_err(|e| match e {
-            PartError::Mismatch(m) => EncodeFailure::Mismatch(m),
-            PartError::Parquet(e) => EncodeFailure::Other(e),
-        })?;
-        self.schema = Some(schema);
-        self.unrecorded = false;
-        Ok(bytes)
+        let columns = value_columns(&schema, &values).map_err(EncodeFailure::Mismatch)?;
+        Ok((schema, columns))
     }
 }
 
-enum PartError {
-    Mismatch(Mismatch),
-    Parquet(String),
+/// The columns after `_index` of results given as [`Value`]s, checked
+/// against the schema.
+fn value_columns(schema: &ParquetSchema, values: &[Value]) -> Result<Vec<ArrayRef>, Mismatch> {
+    let refs: Vec<&Value> = values.iter().collect();
+    if schema.value {
+        let col = schema
+            .columns
+            .first()
+            .map_or(ColumnType::Null, |c| c.ty.clone());
+        Ok(vec![
+            build(&col, &refs).map_err(|m| m.in_field(VALUE_COLUMN))?,
+        ])
+    } else {
+        Ok(build_struct(&schema.columns, &refs, false)?.0)
+    }
 }
 
-fn write_part(
+/// The Parquet file of a part's columns (after `_index`), for tests.
+#[cfg(test)]
+pub(crate) fn part_file(
     schema: &ParquetSchema,
-    values: &[Value],
+    columns: Vec<ArrayRef>,
+    rows: usize,
     index: Option<&dyn Fn(usize) -> u64>,
-) -> Result<Vec<u8>, PartError> {
-    let refs: Vec<&Value> = values.iter().collect();
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.columns.len() + 1);
+) -> Result<Vec<u8>, String> {
+    let batch = record_batch(schema, columns, rows, index).map_err(|e| format!("{e:?}"))?;
+    PartColumns {
+        batch,
+        properties: writer_properties(schema),
+    }
+    .write()
+}
+
+/// The part's record batch: `_index` (if on), then `columns`.
+fn record_batch(
+    schema: &ParquetSchema,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+    index: Option<&dyn Fn(usize) -> u64>,
+) -> Result<RecordBatch, EncodeFailure> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
     if schema.index {
         let Some(index) = index else {
-            return Err(PartError::Parquet(
+            return Err(EncodeFailure::Other(
                 "the dataset's schema has an index column, but no positions were given".into(),
             ));
         };
-        let positions: Vec<i64> = (0..values.len())
+        let positions: Vec<i64> = (0..rows)
             .map(|i| i64::try_from(index(i)).unwrap_or(i64::MAX))
             .collect();
         arrays.push(Arc::new(PrimitiveArray::<Int64Type>::new(
@@ -778,35 +880,13 @@ fn write_part(
             None,
         )));
     }
-    if schema.value {
-        let col = schema
-            .columns
-            .first()
-            .map_or(ColumnType::Null, |c| c.ty.clone());
-        arrays.push(build(&col, &refs).map_err(|m| PartError::Mismatch(m.in_field(VALUE_COLUMN)))?);
-    } else {
-        let (cols, _) = build_struct(&schema.columns, &refs, false).map_err(PartError::Mismatch)?;
-        arrays.extend(cols);
-    }
-    let arrow = Arc::new(schema.arrow_schema());
-    let batch = RecordBatch::try_new_with_options(
-        Arc::clone(&arrow),
+    arrays.extend(columns);
+    RecordBatch::try_new_with_options(
+        Arc::new(schema.arrow_schema()),
         arrays,
-        &RecordBatchOptions::new().with_row_count(Some(values.len())),
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
     )
-    .map_err(|e| PartError::Parquet(e.to_string()))?;
-    let mut w = ArrowWriter::try_new(
-        Vec::with_capacity(1 << 16),
-        arrow,
-        Some(writer_properties(schema)),
-    )
-    .map_err(|e| PartError::Parquet(e.to_string()))?;
-    if batch.num_rows() > 0 {
-        w.write(&batch)
-            .map_err(|e| PartError::Parquet(e.to_string()))?;
-    }
-    w.into_inner()
-        .map_err(|e| PartError::Parquet(e.to_string()))
+    .map_err(|e| EncodeFailure::Other(e.to_string()))
 }
 
 /// Decodes a part into results, batch by batch.

@@ -308,7 +308,7 @@ impl SeqBuilder {
     }
 }
 
-fn tuple_key(i: usize) -> Key {
+pub(crate) fn tuple_key(i: usize) -> Key {
     const NAMES: [&str; 16] = [
         "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
     ];
