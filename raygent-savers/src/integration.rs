@@ -484,6 +484,8 @@ pub fn run_all(new: NewLocation<'_>) {
     success_marker_lifecycle(new);
     #[cfg(feature = "parquet")]
     parquet_index_schema_and_resume(new);
+    #[cfg(feature = "parquet")]
+    parquet_parts_in_flight_commit_in_order(new);
 }
 
 /// The `_SUCCESS` marker, for every format: refused before the dataset is
@@ -542,6 +544,98 @@ pub fn success_marker_lifecycle(new: NewLocation<'_>) {
             .unwrap_err();
         assert!(matches!(err, Error::NotEmpty { .. }), "{err:?}");
     }
+}
+
+/// Parquet parts in flight at once, small ones and multipart ones, their
+/// files encoded in the background: each is counted committed only once
+/// its commit record is written, records go in chunk order with the size
+/// and CRC of the file uploaded (the reader checks both), and everything
+/// reads back in input order with the schema of the first part.
+#[cfg(feature = "parquet")]
+pub fn parquet_parts_in_flight_commit_in_order(new: NewLocation<'_>) {
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Out {
+        id: u64,
+        text: String,
+        score: Option<f64>,
+    }
+    let loc = new();
+    let options = opts(Format::Parquet)
+        .with_multipart_threshold(MIN_MULTIPART_PIECE + 1)
+        .with_multipart_piece(MIN_MULTIPART_PIECE)
+        .with_saves_in_flight(3);
+    let mut saver = DatasetSaver::new(loc.clone(), options).unwrap();
+    // Text zstd cannot shrink much (xorshift bytes as hex).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |len: usize| {
+        let mut s = String::with_capacity(len + 16);
+        while s.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            s.push_str(&format!("{state:016x}"));
+        }
+        s
+    };
+    let mut expected = Vec::new();
+    let mut item = 0u64;
+    for chunk in 0..8u64 {
+        // Every third part is over 10 MiB of text (a multipart upload).
+        let (n, len) = if chunk % 3 == 1 {
+            (12, 1 << 20)
+        } else {
+            (5, 20)
+        };
+        let results: Vec<Out> = (0..n)
+            .map(|i| Out {
+                id: item + i,
+                text: noise(len),
+                score: (i % 2 == 0).then_some(i as f64 / 4.0),
+            })
+            .collect();
+        let committed = saver
+            .submit_batch(&Batch {
+                chunks: chunk..chunk + 1,
+                items: item..item + n,
+                results: &results,
+            })
+            .unwrap();
+        assert!(
+            committed <= chunk,
+            "part {chunk} reported committed on submit"
+        );
+        assert_eq!(saver.stats().parts, committed);
+        expected.extend(results);
+        item += n;
+    }
+    saver.flush_saves().unwrap();
+    assert_eq!(saver.committed_until(), 8);
+    assert_eq!(saver.stats().parts, 8);
+    assert_eq!(saver.stats().multipart_parts, 3);
+    let committed = saver.committed().to_vec();
+    assert_eq!(
+        committed
+            .iter()
+            .map(|p| p.chunk_start..p.chunk_end)
+            .collect::<Vec<_>>(),
+        (0..8u64).map(|c| c..c + 1).collect::<Vec<_>>()
+    );
+    assert!(
+        committed[0].params.schema.is_some(),
+        "the first part records the schema"
+    );
+    assert!(committed[1..].iter().all(|p| p.params.schema.is_none()));
+    saver.finish_dataset().unwrap();
+    for p in &committed {
+        let file = get_object(&loc, &p.part);
+        assert_eq!(file.len() as u64, p.bytes, "{}", p.part);
+        assert_eq!(crc32fast::hash(&file), p.crc32, "{}", p.part);
+    }
+    let back: Vec<Out> = read_all(&loc);
+    assert!(
+        back == expected,
+        "results came back different or out of order"
+    );
 }
 
 /// Parquet: `_index` holds each result's input position (skipped chunks

@@ -209,7 +209,7 @@ pub struct DatasetSaver {
     failed: bool,
     /// Uploads of the parts after a failed one: nothing waits for them,
     /// but they are let end before the saver goes (see `Drop`).
-    abandoned: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
+    abandoned: Vec<tokio::task::JoinHandle<Result<Written, Error>>>,
     /// The size of the last part, to size the next part's buffer.
     size_hint: usize,
     stats: SaverStats,
@@ -220,11 +220,44 @@ pub struct DatasetSaver {
     parquet: crate::parquet::ParquetEncoder,
 }
 
-/// A part whose upload and commit record run in the background.
+/// A part whose upload and commit record (and, for Parquet, the encoding
+/// of its file) run in the background.
 struct InFlightPart {
+    /// Its commit record, but for its size and CRC where the part is
+    /// encoded in the background (the task's [`Written`] tells them).
     info: PartInfo,
+    task: tokio::task::JoinHandle<Result<Written, Error>>,
+}
+
+/// A part's file as uploaded.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    bytes: u64,
+    crc32: u32,
     multipart: bool,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+/// What the saver encoded before the part's upload: besides the formats
+/// that encode while streaming into the [`PartSink`].
+enum Prepared {
+    /// No bytes at all: a Parquet part without results before any result
+    /// fixed the schema.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    Empty,
+    /// A Parquet part's columns, its file yet to write.
+    #[cfg(feature = "parquet")]
+    Columns(Box<crate::parquet::PartColumns>),
+}
+
+/// A part as handed to its background task.
+enum Body {
+    /// Encoded: its size and CRC, and what is left to upload.
+    Encoded(Written, Upload),
+    /// A Parquet part's columns: the task writes the file (on a blocking
+    /// thread, so parts in flight encode on other cores than the one
+    /// building the next part's columns), then uploads it.
+    #[cfg(feature = "parquet")]
+    Columns(Box<crate::parquet::PartColumns>),
 }
 
 impl std::fmt::Debug for DatasetSaver {
@@ -368,54 +401,70 @@ impl DatasetSaver {
         let mut params = PartParams::default();
         let skipped = self.take_skipped(&batch.items);
         // Parquet parts are built whole in memory (the writer needs the
-        // whole row group), then stream into the sink like the others.
-        let encoded = self.encode_parquet(batch, &skipped, &stem, &mut params)?;
-        let part = match &encoded {
+        // whole row group): their columns here, from the results, and the
+        // Parquet file (encoding, statistics, zstd) in the background.
+        let prepared = self.encode_parquet(batch, &skipped, &stem, &mut params)?;
+        let part = match &prepared {
             // No result has fixed the schema yet and this part has none:
             // no Parquet file (it would have another schema), an empty object.
-            Some(bytes) if bytes.is_empty() => format!("{stem}.empty"),
+            Some(Prepared::Empty) => format!("{stem}.empty"),
             _ => format!("{stem}.{}", format.extension()),
         };
         let store = Arc::clone(self.location.store());
         let part_path = self.location.path(&part);
         let threshold = self.multipart_threshold;
         let piece = self.options.multipart_piece;
-        let mut sink = PartSink {
-            rt: &self.rt,
-            store: store.as_ref(),
-            path: &part_path,
-            threshold: threshold as u64,
-            piece,
-            concurrency: self.options.upload_concurrency,
-            buf: Vec::with_capacity(self.size_hint.min(threshold).max(piece.min(1 << 20))),
-            total: 0,
-            crc: crc32fast::Hasher::new(),
-            upload: None,
-            error: None,
+        let concurrency = self.options.upload_concurrency;
+        let body = match prepared {
+            #[cfg(feature = "parquet")]
+            Some(Prepared::Columns(columns)) => Body::Columns(columns),
+            prepared => {
+                let mut sink = PartSink {
+                    rt: &self.rt,
+                    store: store.as_ref(),
+                    path: &part_path,
+                    threshold: threshold as u64,
+                    piece,
+                    concurrency,
+                    buf: Vec::with_capacity(self.size_hint.min(threshold).max(piece.min(1 << 20))),
+                    total: 0,
+                    crc: crc32fast::Hasher::new(),
+                    upload: None,
+                    error: None,
+                };
+                // Encoding streams into the sink, which starts a multipart
+                // upload once the part outgrows the threshold and uploads
+                // pieces in the background while encoding goes on.
+                let encoded = match prepared {
+                    Some(_) => Ok(()),
+                    None => format.encode(batch.results, &mut sink, &mut params),
+                };
+                if let Err(message) = encoded {
+                    let store_error = sink.error.take();
+                    sink.abort();
+                    return Err(match store_error {
+                        Some(e) => Error::store(&url, &part, "writing", e),
+                        None => Error::Encode {
+                            url: url.clone(),
+                            part: part.clone(),
+                            format: format.name(),
+                            source: message.into(),
+                        },
+                    });
+                }
+                let (bytes, crc32, upload) = sink.finish();
+                self.size_hint = bytes as usize;
+                Body::Encoded(
+                    Written {
+                        bytes,
+                        crc32,
+                        multipart: matches!(upload, Upload::Multipart(..)),
+                    },
+                    upload,
+                )
+            }
         };
-        // Encoding streams into the sink, which starts a multipart upload
-        // once the part outgrows the threshold and uploads pieces in the
-        // background while encoding goes on.
-        let encoded = match encoded {
-            Some(bytes) => std::io::Write::write_all(&mut sink, &bytes).map_err(|e| e.to_string()),
-            None => format.encode(batch.results, &mut sink, &mut params),
-        };
-        if let Err(message) = encoded {
-            let store_error = sink.error.take();
-            sink.abort();
-            return Err(match store_error {
-                Some(e) => Error::store(&url, &part, "writing", e),
-                None => Error::Encode {
-                    url: url.clone(),
-                    part: part.clone(),
-                    format: format.name(),
-                    source: message.into(),
-                },
-            });
-        }
-        let (bytes, crc32, upload) = sink.finish();
-        self.size_hint = bytes as usize;
-        let info = PartInfo {
+        let mut info = PartInfo {
             manifest_version: MANIFEST_VERSION,
             part: part.clone(),
             format: format.name().to_owned(),
@@ -425,32 +474,83 @@ impl DatasetSaver {
             item_start: batch.items.start,
             item_end: batch.items.end,
             results: batch.results.len() as u64,
-            bytes,
-            crc32,
+            // Known once the part is encoded (see `Written`).
+            bytes: 0,
+            crc32: 0,
             params,
         };
-        let record = serde_json::to_vec_pretty(&info).map_err(|e| Error::Encode {
-            url: url.clone(),
-            part: record_name(&stem),
-            format: "json",
-            source: Box::new(e),
-        })?;
+        match &body {
+            Body::Encoded(w, _) => (info.bytes, info.crc32) = (w.bytes, w.crc32),
+            #[cfg(feature = "parquet")]
+            Body::Columns(_) => {}
+        }
         let record_path = self.location.path(&record_name(&stem));
-        let multipart = matches!(upload, Upload::Multipart(..));
         let previous = self.last_commit.take();
         let (committed_tx, committed_rx) = oneshot::channel();
         self.last_commit = Some(committed_rx);
+        let mut record_info = info.clone();
         let task = self.rt.spawn(async move {
-            let uploaded = match upload {
-                Upload::Single(bytes) => store.put(&part_path, bytes.into()).await.map(drop),
-                // `finish` aborts the upload itself when a piece or the
-                // completion fails.
-                Upload::Multipart(mut w, rest) => {
-                    w.put(rest);
-                    w.finish().await.map(drop)
+            let written = match body {
+                Body::Encoded(written, upload) => {
+                    let uploaded = match upload {
+                        Upload::Single(bytes) => {
+                            store.put(&part_path, bytes.into()).await.map(drop)
+                        }
+                        // `finish` aborts the upload itself when a piece or
+                        // the completion fails.
+                        Upload::Multipart(mut w, rest) => {
+                            w.put(rest);
+                            w.finish().await.map(drop)
+                        }
+                    };
+                    uploaded.map_err(|e| Error::store(&url, &part, "writing", e))?;
+                    written
+                }
+                #[cfg(feature = "parquet")]
+                Body::Columns(columns) => {
+                    let file = tokio::task::spawn_blocking(move || {
+                        columns.write().map(|file| {
+                            let crc32 = crc32fast::hash(&file);
+                            (Bytes::from(file), crc32)
+                        })
+                    })
+                    .await
+                    .map_err(|e| {
+                        Error::Runtime(std::io::Error::other(format!(
+                            "the encoding of part {part} did not finish: {e}"
+                        )))
+                    })?;
+                    let (file, crc32) = file.map_err(|message| Error::Encode {
+                        url: url.clone(),
+                        part: part.clone(),
+                        format: format.name(),
+                        source: message.into(),
+                    })?;
+                    let written = Written {
+                        bytes: file.len() as u64,
+                        crc32,
+                        multipart: file.len() > threshold,
+                    };
+                    upload_whole(
+                        store.as_ref(),
+                        &part_path,
+                        file,
+                        written.multipart,
+                        piece,
+                        concurrency,
+                    )
+                    .await
+                    .map_err(|e| Error::store(&url, &part, "writing", e))?;
+                    written
                 }
             };
-            uploaded.map_err(|e| Error::store(&url, &part, "writing", e))?;
+            (record_info.bytes, record_info.crc32) = (written.bytes, written.crc32);
+            let record = serde_json::to_vec_pretty(&record_info).map_err(|e| Error::Encode {
+                url: url.clone(),
+                part: record_name(&stem),
+                format: "json",
+                source: Box::new(e),
+            })?;
             // Commit records go in chunk order: wait for the part before.
             if let Some(previous) = previous
                 && previous.await != Ok(true)
@@ -465,16 +565,12 @@ impl DatasetSaver {
                 .put(&record_path, record.into())
                 .await
                 .map_err(|e| Error::store(&url, record_name(&stem), "writing", e))?;
-            tracing::debug!(url, part, bytes, "part committed");
+            tracing::debug!(url, part, bytes = written.bytes, "part committed");
             // The next part may be dropped already (its job failed).
             let _ = committed_tx.send(true);
-            Ok(())
+            Ok(written)
         });
-        self.in_flight.push_back(InFlightPart {
-            info,
-            multipart,
-            task,
-        });
+        self.in_flight.push_back(InFlightPart { info, task });
         self.next_chunk = chunks.end;
         self.next_item = batch.items.end;
         Ok(self.committed_until)
@@ -491,8 +587,8 @@ impl DatasetSaver {
         inside
     }
 
-    /// Parquet: the part's bytes (`Some`), else `None` for the other
-    /// formats, which encode while streaming.
+    /// Parquet: the part's columns, or [`Prepared::Empty`] (`Some`), else
+    /// `None` for the other formats, which encode while streaming.
     #[cfg(feature = "parquet")]
     fn encode_parquet<T: Serialize>(
         &mut self,
@@ -500,7 +596,7 @@ impl DatasetSaver {
         skipped: &[std::ops::Range<u64>],
         stem: &str,
         params: &mut PartParams,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<Option<Prepared>, Error> {
         use crate::parquet::EncodeFailure;
         if self.options.format != Format::Parquet {
             return Ok(None);
@@ -520,8 +616,9 @@ impl DatasetSaver {
             .options
             .index_column
             .then_some(&index as &dyn Fn(usize) -> u64);
-        match self.parquet.encode(batch.results, with_index, params) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match self.parquet.build(batch.results, with_index, params) {
+            Ok(Some(columns)) => Ok(Some(Prepared::Columns(Box::new(columns)))),
+            Ok(None) => Ok(Some(Prepared::Empty)),
             Err(EncodeFailure::Other(message)) => Err(Error::Encode {
                 url: url.to_owned(),
                 part,
@@ -555,7 +652,7 @@ impl DatasetSaver {
         _: &[std::ops::Range<u64>],
         _: &str,
         _: &mut PartParams,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<Option<Prepared>, Error> {
         Ok(None)
     }
 
@@ -603,19 +700,24 @@ impl DatasetSaver {
                 p.info.part
             ))))
         });
-        if let Err(e) = done {
-            self.failed = true;
-            // What follows cannot commit; let it finish in the background.
-            let rest = self.in_flight.drain(..).map(|p| p.task);
-            self.abandoned.extend(rest);
-            return Err(e);
-        }
-        self.committed_until = p.info.chunk_end;
+        let written = match done {
+            Ok(w) => w,
+            Err(e) => {
+                self.failed = true;
+                // What follows cannot commit; let it finish in the background.
+                let rest = self.in_flight.drain(..).map(|p| p.task);
+                self.abandoned.extend(rest);
+                return Err(e);
+            }
+        };
+        let mut info = p.info;
+        (info.bytes, info.crc32) = (written.bytes, written.crc32);
+        self.committed_until = info.chunk_end;
         self.stats.parts += 1;
-        self.stats.multipart_parts += u64::from(p.multipart);
-        self.stats.bytes += p.info.bytes;
-        self.stats.results += p.info.results;
-        self.committed.push(p.info);
+        self.stats.multipart_parts += u64::from(written.multipart);
+        self.stats.bytes += info.bytes;
+        self.stats.results += info.results;
+        self.committed.push(info);
         Ok(())
     }
 
@@ -928,6 +1030,38 @@ fn remove_local_staging(dir: &std::path::Path) -> Result<(), Error> {
 enum Upload {
     Single(Bytes),
     Multipart(WriteMultipart, Bytes),
+}
+
+/// Uploads a part encoded whole: one PUT, or (`multipart`) the pieces of a
+/// multipart upload, `concurrency` at a time, aborted if one fails.
+#[cfg(feature = "parquet")]
+async fn upload_whole(
+    store: &dyn ObjectStore,
+    path: &Path,
+    file: Bytes,
+    multipart: bool,
+    piece: usize,
+    concurrency: usize,
+) -> object_store::Result<()> {
+    if !multipart {
+        return store.put(path, file.into()).await.map(drop);
+    }
+    let mut w = WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, piece);
+    let mut at = 0;
+    while at < file.len() {
+        let end = file.len().min(at + piece);
+        w.put(file.slice(at..end));
+        at = end;
+        if let Err(e) = w.wait_for_capacity(concurrency).await {
+            if let Err(abort) = w.abort().await {
+                tracing::warn!(%path, %abort, "aborting a failed multipart upload failed");
+            }
+            return Err(e);
+        }
+        // Crash tests freeze the process here, in the middle of a multipart upload.
+        raygent_core::failpoint("multipart-piece");
+    }
+    w.finish().await.map(drop)
 }
 
 /// Receives a part's bytes as they are encoded: kept for a single PUT while

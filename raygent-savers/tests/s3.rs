@@ -55,6 +55,7 @@ conformance!(
     existing_dataset_is_protected,
     success_marker_lifecycle,
     parquet_index_schema_and_resume,
+    parquet_parts_in_flight_commit_in_order,
 );
 
 #[test]
