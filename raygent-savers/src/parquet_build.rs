@@ -74,6 +74,11 @@ pub(crate) struct StructB {
     fields: Vec<Builder>,
     /// Which fields the row being serialized has set.
     set: Vec<bool>,
+    /// For the `i`-th field of a row, the address and length of the
+    /// `&'static str` name it last had, and the field that name is: a
+    /// struct's rows name their fields with the same static strings, so
+    /// most fields are found without comparing names.
+    seen: Vec<(usize, usize, usize)>,
     nulls: NullBufferBuilder,
     len: usize,
     top: bool,
@@ -260,6 +265,7 @@ impl StructB {
             columns: cols.to_vec(),
             fields: cols.iter().map(|c| Builder::new(&c.ty, n)).collect(),
             set: vec![false; cols.len()],
+            seen: vec![(0, 0, 0); cols.len()],
             nulls: NullBufferBuilder::new(if top { 0 } else { n }),
             len: 0,
             top,
@@ -290,6 +296,26 @@ impl StructB {
         };
         if std::mem::replace(&mut self.set[at], true) {
             return Err(Bail);
+        }
+        Ok(at)
+    }
+
+    /// [`field`](Self::field) for a name that is a `&'static str` (a
+    /// struct's field): one that lives, unchanged, as long as the program,
+    /// so the same address and length are the same name.
+    fn static_field(&mut self, i: usize, name: &'static str) -> R<usize> {
+        let key = (name.as_ptr() as usize, name.len());
+        if let Some(&(addr, len, at)) = self.seen.get(i)
+            && (addr, len) == key
+        {
+            if std::mem::replace(&mut self.set[at], true) {
+                return Err(Bail);
+            }
+            return Ok(at);
+        }
+        let at = self.field(i, name)?;
+        if let Some(slot) = self.seen.get_mut(i) {
+            *slot = (key.0, key.1, at);
         }
         Ok(at)
     }
@@ -350,6 +376,13 @@ pub(crate) struct RowSer<'a> {
 impl RowSer<'_> {
     fn put<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> R {
         let at = self.s.field(self.i, name)?;
+        self.i += 1;
+        value.serialize(Cols(&mut self.s.fields[at]))
+    }
+
+    /// [`put`](Self::put) of a struct's field.
+    fn put_static<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> R {
+        let at = self.s.static_field(self.i, name)?;
         self.i += 1;
         value.serialize(Cols(&mut self.s.fields[at]))
     }
@@ -649,7 +682,7 @@ impl ser::SerializeStruct for RowSer<'_> {
     type Ok = ();
     type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.put(key, value)
+        self.put_static(key, value)
     }
     fn skip_field(&mut self, _: &'static str) -> R {
         Ok(())
@@ -663,7 +696,7 @@ impl ser::SerializeStructVariant for RowSer<'_> {
     type Ok = ();
     type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.put(key, value)
+        self.put_static(key, value)
     }
     fn end(self) -> R {
         RowSer::end(self)
