@@ -60,7 +60,7 @@ use arrow_schema::{DataType, Field, Fields, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::de::DeserializeOwned;
@@ -674,10 +674,13 @@ fn build_struct(
     Ok((arrays, nulls_of(valid, any_null)))
 }
 
-/// The properties every part is written with. Dictionary encoding (the
-/// writer's default) stays on where values may repeat, and is off for the
-/// index and top-level float columns, whose values rarely do: there it
-/// would only hash every value until the dictionary overflows.
+/// The properties every part is written with: zstd level 1 and page
+/// statistics for every column. Dictionary encoding (the writer's default)
+/// stays on where values may repeat (strings, bools, nested columns), and
+/// is off for `_index` and the top-level number columns, where it would
+/// mostly hash every value until the dictionary overflows; their integers
+/// are delta-encoded instead (`DELTA_BINARY_PACKED`: positions, counters
+/// and ids shrink to a few bits before zstd sees them).
 fn writer_properties(schema: &ParquetSchema) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -686,14 +689,24 @@ fn writer_properties(schema: &ParquetSchema) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("raygent {}", env!("CARGO_PKG_VERSION")));
     if schema.index {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(INDEX_COLUMN), false);
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(INDEX_COLUMN), false)
+            .set_column_encoding(
+                ColumnPath::from(INDEX_COLUMN),
+                Encoding::DELTA_BINARY_PACKED,
+            );
     }
-    for c in schema
-        .columns
-        .iter()
-        .filter(|c| c.ty == ColumnType::Float64)
-    {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+    for c in &schema.columns {
+        let path = || ColumnPath::from(c.name.as_str());
+        match c.ty {
+            ColumnType::Float64 => b = b.set_column_dictionary_enabled(path(), false),
+            ColumnType::Int64 | ColumnType::UInt64 => {
+                b = b
+                    .set_column_dictionary_enabled(path(), false)
+                    .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+            }
+            _ => {}
+        }
     }
     b.build()
 }
