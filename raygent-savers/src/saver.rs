@@ -101,9 +101,12 @@ impl SaverOptions {
         self
     }
     /// How many parts may be uploading at once (default 2): while one part
-    /// uploads, the next is encoded. Parts are still committed in order: a
-    /// part's commit record is written only after the record of the part
-    /// before it. At least 1 (one part at a time, nothing overlaps).
+    /// uploads, the next is encoded. (A Parquet part's file is written in
+    /// flight too, so this many Parquet parts may be encoding on other
+    /// cores while the next part's columns are built.) Parts are still
+    /// committed in order: a part's commit record is written only after the
+    /// record of the part before it. At least 1 (one part at a time,
+    /// nothing overlaps).
     pub fn with_saves_in_flight(mut self, n: usize) -> Self {
         self.saves_in_flight = n.max(1);
         self
