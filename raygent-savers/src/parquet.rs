@@ -1237,6 +1237,60 @@ mod tests {
         assert_eq!(decode_all::<Row>(bytes, &params), vec![row(11)]);
     }
 
+    /// `_index` and integer columns are delta-encoded: their extremes, with
+    /// nulls and jumps between them, come back exactly.
+    #[test]
+    fn delta_encoded_integers_round_trip_at_their_extremes() {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        struct Ints {
+            u: u64,
+            i: i64,
+            maybe: Option<i64>,
+            f: f64,
+        }
+        let us = [0, u64::MAX, 1, i64::MAX as u64 + 1, u64::MAX - 1, 7];
+        let is = [i64::MIN, i64::MAX, 0, -1, i64::MIN + 1, 3];
+        let rows: Vec<Ints> = (0..3000)
+            .map(|k| Ints {
+                u: us[k % us.len()],
+                i: is[k % is.len()],
+                maybe: (k % 4 != 1).then_some(is[(k + 1) % is.len()]),
+                f: k as f64,
+            })
+            .collect();
+        let mut enc = ParquetEncoder::default();
+        let mut params = PartParams::default();
+        let at = |k: usize| {
+            if k.is_multiple_of(2) {
+                k as u64
+            } else {
+                u64::MAX / 4 + k as u64
+            }
+        };
+        let bytes = enc.encode(&rows, Some(&at), &mut params).unwrap();
+        assert_eq!(decode_all::<Ints>(bytes.clone(), &params), rows);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+        let meta = reader.metadata().row_group(0);
+        let encodings = |c: usize| meta.column(c).encodings().collect::<Vec<_>>();
+        for c in [0, 1, 2, 3] {
+            assert!(
+                encodings(c).contains(&Encoding::DELTA_BINARY_PACKED),
+                "column {c}"
+            );
+        }
+        assert!(!encodings(4).contains(&Encoding::DELTA_BINARY_PACKED));
+        let batch = reader.build().unwrap().next().unwrap().unwrap();
+        let index = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<PrimitiveArray<Int64Type>>();
+        let index: Vec<i64> = index.unwrap().values().to_vec();
+        assert_eq!(
+            index[..4],
+            [0, (u64::MAX / 4 + 1) as i64, 2, (u64::MAX / 4 + 3) as i64]
+        );
+    }
+
     #[test]
     fn plain_values_go_in_one_value_column() {
         let mut enc = ParquetEncoder::default();
