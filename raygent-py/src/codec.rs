@@ -52,22 +52,39 @@ pub fn text(out: &mut Vec<u8>, s: &str) {
 /// Appends the CBOR encoding of `obj`: plain data as CBOR, tuples tagged,
 /// anything else pickled inside a tag.
 pub fn encode_py(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-    encode_at(obj, out, 0)
+    encode_at(obj, out, 0, false).map(|_| ())
 }
 
-fn encode_pickled(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+/// Appends the CBOR encoding of `obj` if it is plain data all the way down
+/// (None, bool, int of 64 bits, float, str, bytes, list, tuple, dict, of
+/// these exact types): what [`encode_py`] writes, with no pickle inside.
+/// `Ok(false)` at the first value that would need pickling (`out` then
+/// holds a partial encoding).
+pub fn encode_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+    encode_at(obj, out, 0, true)
+}
+
+fn encode_pickled(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, strict: bool) -> PyResult<bool> {
+    if strict {
+        return Ok(false);
+    }
     head(out, TAG, PICKLE_TAG);
     bytes(out, &pickle(obj)?);
-    Ok(())
+    Ok(true)
 }
 
-fn encode_at(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
+fn encode_at(
+    obj: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    depth: usize,
+    strict: bool,
+) -> PyResult<bool> {
     if obj.is_none() {
         out.push(0xf6);
-        return Ok(());
+        return Ok(true);
     }
     if depth >= MAX_DEPTH {
-        return encode_pickled(obj, out);
+        return encode_pickled(obj, out, strict);
     }
     if obj.is_exact_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
@@ -75,61 +92,67 @@ fn encode_at(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResul
                 Ok(u) => head(out, UINT, u),
                 Err(_) => head(out, NINT, !(i as u64)),
             }
-            return Ok(());
+            return Ok(true);
         }
         if let Ok(u) = obj.extract::<u64>() {
             head(out, UINT, u);
-            return Ok(());
+            return Ok(true);
         }
-        return encode_pickled(obj, out);
+        return encode_pickled(obj, out, strict);
     }
     if obj.is_exact_instance_of::<PyString>() {
         if let Ok(s) = obj.cast::<PyString>()?.to_str() {
             text(out, s);
-            return Ok(());
+            return Ok(true);
         }
-        return encode_pickled(obj, out);
+        // A str holding lone surrogates is not valid UTF-8.
+        return encode_pickled(obj, out, strict);
     }
     if obj.is_exact_instance_of::<PyFloat>() {
         out.push(0xfb);
         out.extend_from_slice(&obj.extract::<f64>()?.to_be_bytes());
-        return Ok(());
+        return Ok(true);
     }
     if obj.is_exact_instance_of::<PyBool>() {
         out.push(if obj.is_truthy()? { 0xf5 } else { 0xf4 });
-        return Ok(());
+        return Ok(true);
     }
     if obj.is_exact_instance_of::<PyList>() {
         let list = obj.cast::<PyList>()?;
         head(out, ARRAY, list.len() as u64);
         for x in list.iter() {
-            encode_at(&x, out, depth + 1)?;
+            if !encode_at(&x, out, depth + 1, strict)? {
+                return Ok(false);
+            }
         }
-        return Ok(());
+        return Ok(true);
     }
     if obj.is_exact_instance_of::<PyTuple>() {
         let t = obj.cast::<PyTuple>()?;
         head(out, TAG, TUPLE_TAG);
         head(out, ARRAY, t.len() as u64);
         for x in t.iter() {
-            encode_at(&x, out, depth + 1)?;
+            if !encode_at(&x, out, depth + 1, strict)? {
+                return Ok(false);
+            }
         }
-        return Ok(());
+        return Ok(true);
     }
     if obj.is_exact_instance_of::<PyDict>() {
         let d = obj.cast::<PyDict>()?;
         head(out, MAP, d.len() as u64);
         for (k, v) in d.iter() {
-            encode_at(&k, out, depth + 1)?;
-            encode_at(&v, out, depth + 1)?;
+            if !encode_at(&k, out, depth + 1, strict)? || !encode_at(&v, out, depth + 1, strict)? {
+                return Ok(false);
+            }
         }
-        return Ok(());
+        return Ok(true);
     }
     if obj.is_exact_instance_of::<PyBytes>() {
         bytes(out, obj.cast::<PyBytes>()?.as_bytes());
-        return Ok(());
+        return Ok(true);
     }
-    encode_pickled(obj, out)
+    encode_pickled(obj, out, strict)
 }
 
 /// The CBOR encoding of `obj`, in a vector of its own.
@@ -181,9 +204,16 @@ impl<'a> Reader<'a> {
     }
 
     /// The next head: (major type, additional info, argument).
+    #[inline]
     pub fn head(&mut self) -> PyResult<(u8, u8, u64)> {
-        let b = self.take(1)?[0];
+        let Some(&b) = self.buf.get(self.pos) else {
+            return Err(bad("it ends early"));
+        };
+        self.pos += 1;
         let (major, info) = (b >> 5, b & 0x1f);
+        if info < 24 {
+            return Ok((major, info, u64::from(info)));
+        }
         let arg = match info {
             0..=23 => u64::from(info),
             24 => self.uint(1)?,
@@ -230,6 +260,59 @@ impl<'a> Reader<'a> {
     /// The next item as a Python object.
     pub fn py_item<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.item_at(py, 0)
+    }
+
+    /// The position of the next byte.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Reads a `null` if one is next.
+    pub fn null(&mut self) -> bool {
+        if self.buf.get(self.pos) == Some(&0xf6) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the next item is a byte string (without reading it).
+    pub fn at_byte_string(&self) -> bool {
+        self.buf.get(self.pos).is_some_and(|b| b >> 5 == BYTES)
+    }
+
+    /// Skips the next item, checking its structure but building nothing.
+    pub fn skip(&mut self) -> PyResult<()> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: usize) -> PyResult<()> {
+        if depth > 2 * MAX_DEPTH + 8 {
+            return Err(bad("nested too deeply"));
+        }
+        let (major, _, arg) = self.head()?;
+        match major {
+            BYTES | TEXT => {
+                let n = self.len(arg)?;
+                self.take(n)?;
+            }
+            ARRAY => {
+                let n = self.len(arg)?;
+                for _ in 0..n {
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            MAP => {
+                let n = self.len(arg)?;
+                for _ in 0..2 * n {
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            TAG => self.skip_at(depth + 1)?,
+            _ => {}
+        }
+        Ok(())
     }
 
     fn item_at<'py>(&mut self, py: Python<'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {

@@ -24,21 +24,28 @@ use raygent_core::{
 };
 use raygent_savers::Location;
 
+use crate::blob::{self, Blob, Encoding, Source};
 use crate::errors;
 use crate::saver::{NativeSaver, PySaver, s3_options};
 use crate::task::{LocalTask, ProcTask, PyTask, PyWorkerTask, Shared, describe_error};
 use crate::value::{Data, Item, Out};
 
-/// How many input items are taken from the Python iterator at a time.
+/// How many input items are taken from the Python iterator at a time (at
+/// least one chunk).
 const INPUT_BATCH: usize = 256;
 
-/// The Python input, read in batches with the interpreter attached.
+/// The Python input, read in batches with the interpreter attached, and
+/// grouped into blobs of `chunk_size` items (see `crate::blob`) as the
+/// runtime groups it into chunks: chunk `i` holds items `[i*n, (i+1)*n)`.
 struct PyInput {
     iter: Py<PyIterator>,
     buf: VecDeque<Result<Item, String>>,
     next_index: u64,
-    /// Keep items as Python objects (sequential mode) instead of converting
-    /// them for a worker process.
+    chunk_size: usize,
+    /// Encode each chunk (parallel mode: for the workers; sequential mode:
+    /// for the input fingerprint of a checkpointed job).
+    encode: bool,
+    /// Keep the items as Python objects (sequential mode).
     keep_objects: bool,
     done: bool,
     /// The exception the iterator raised, if any.
@@ -48,46 +55,80 @@ struct PyInput {
 impl PyInput {
     fn refill(&mut self) {
         Python::attach(|py| {
-            let it = self.iter.bind(py);
-            for _ in 0..INPUT_BATCH {
-                match it.clone().next() {
-                    None => {
-                        self.done = true;
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        let text = describe_error(py, &e);
-                        *lock(&self.error) = Some(e);
-                        self.buf
-                            .push_back(Err(format!("the input iterator raised: {text}")));
-                        self.done = true;
-                        return;
-                    }
-                    Some(Ok(obj)) => {
-                        let index = self.next_index;
-                        self.next_index += 1;
-                        let data =
-                            if self.keep_objects {
-                                Ok(Data::Object(obj.unbind()))
-                            } else {
-                                crate::codec::to_bytes(&obj).map(Data::Encoded).map_err(|e| {
-                                format!(
-                                    "the item cannot be sent to a worker process (it must be \
-                                     picklable): {}",
-                                    describe_error(py, &e)
-                                )
-                            })
-                            };
-                        let failed = data.is_err();
-                        self.buf.push_back(data.map(|data| Item { index, data }));
-                        if failed {
+            let it = self.iter.bind(py).clone();
+            let mut taken = 0;
+            while taken < INPUT_BATCH && !self.done {
+                let mut objs = Vec::with_capacity(self.chunk_size.min(4096));
+                let mut raised = None;
+                while objs.len() < self.chunk_size {
+                    match it.clone().next() {
+                        None => {
                             self.done = true;
-                            return;
+                            break;
                         }
+                        Some(Err(e)) => {
+                            raised = Some(e);
+                            self.done = true;
+                            break;
+                        }
+                        Some(Ok(obj)) => objs.push(obj),
                     }
+                }
+                taken += objs.len();
+                if !objs.is_empty() {
+                    self.push_chunk(py, objs);
+                }
+                if let Some(e) = raised {
+                    let text = describe_error(py, &e);
+                    *lock(&self.error) = Some(e);
+                    self.buf
+                        .push_back(Err(format!("the input iterator raised: {text}")));
                 }
             }
         });
+    }
+
+    /// Queues one chunk's items (or those before an item that cannot be
+    /// encoded, then the error: the runtime drops that partial chunk).
+    fn push_chunk(&mut self, py: Python<'_>, objs: Vec<Bound<'_, PyAny>>) {
+        let (blob, error) = if !self.encode {
+            let objs = objs.into_iter().map(Bound::unbind).collect();
+            (Blob::from_objects(objs, None), None)
+        } else {
+            match blob::encode(py, &Source::Slice(&objs), Encoding::Auto) {
+                Ok(wire) if self.keep_objects => {
+                    let objs = objs.into_iter().map(Bound::unbind).collect();
+                    (Blob::from_objects(objs, Some(wire)), None)
+                }
+                Ok(wire) => match Blob::from_wire(wire) {
+                    Ok(b) => (b, None),
+                    Err(e) => (Blob::from_objects(Vec::new(), None), Some((0, e))),
+                },
+                Err((i, e)) => {
+                    let before = objs[..i].iter().map(|o| o.clone().unbind()).collect();
+                    (Blob::from_objects(before, None), Some((i, e)))
+                }
+            }
+        };
+        let blob = Arc::new(blob);
+        for k in 0..blob.len() {
+            self.buf.push_back(Ok(Item {
+                index: self.next_index,
+                data: Data::Part(Arc::clone(&blob), k as u32),
+            }));
+            self.next_index += 1;
+        }
+        if let Some((_, e)) = error {
+            let what = if self.keep_objects {
+                "the item cannot be encoded for the checkpoint's input fingerprint (it must be \
+                 picklable)"
+            } else {
+                "the item cannot be sent to a worker process (it must be picklable)"
+            };
+            self.buf
+                .push_back(Err(format!("{what}: {}", describe_error(py, &e))));
+            self.done = true;
+        }
     }
 }
 
@@ -120,13 +161,10 @@ impl ResultHandler<Out> for CallHandler {
             return;
         }
         let outcome = Python::attach(|py| -> PyResult<()> {
-            let objs = results
-                .iter()
-                .map(|v| v.0.to_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
+            let list = blob::to_py_list(py, results.iter().map(|v| &v.0))?;
             self.f
                 .bind(py)
-                .call1((PyList::new(py, objs)?, first_item / self.chunk_size))?;
+                .call1((list, first_item / self.chunk_size))?;
             Ok(())
         });
         if let Err(e) = outcome {
@@ -352,6 +390,7 @@ pub fn run_job<'py>(
     if let Some(s) = boxed {
         options = options.with_saver(s);
     }
+    let checkpointed = checkpoint.is_some();
     if let Some(url) = checkpoint {
         let store = progress_store(&url, &s3_opts)?;
         options = options.with_checkpoint(
@@ -367,6 +406,8 @@ pub fn run_job<'py>(
         iter: items.try_iter()?.unbind(),
         buf: VecDeque::new(),
         next_index: 0,
+        chunk_size: chunk_size.max(1),
+        encode: !sequential || checkpointed,
         keep_objects: sequential,
         done: false,
         error: Arc::clone(&input_error),
@@ -427,11 +468,7 @@ pub fn run_job<'py>(
     let results = match handler.map(|h| h.kind) {
         Some(HandlerKind::Collect(mut c)) if collect => {
             let values = c.take();
-            let objs = values
-                .iter()
-                .map(|v| v.0.to_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
-            Some(PyList::new(py, objs)?)
+            Some(blob::to_py_list(py, values.iter().map(|v| &v.0))?)
         }
         _ => None,
     };
@@ -448,12 +485,9 @@ pub fn run_job<'py>(
             out.set_item("report", py.None())?;
             Some(errors::job_error(py, &e, |first| {
                 let values = shared.failed_items(first)?;
-                let objs = values
-                    .iter()
-                    .map(|v| v.to_py(py))
-                    .collect::<PyResult<Vec<_>>>()
-                    .ok()?;
-                PyList::new(py, objs).ok().map(|l| l.into_any())
+                blob::to_py_list(py, values.iter())
+                    .ok()
+                    .map(|l| l.into_any())
             }))
         }
     };

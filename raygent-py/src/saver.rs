@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyRange};
+use pyo3::types::{PyDict, PyRange};
 use raygent_core::{Batch, ResumePoint, SaveError, Saver};
 use raygent_savers::{DatasetReader, DatasetSaver, Format, PartInfo, PartResults, S3Options};
 
@@ -181,13 +181,8 @@ impl PySaver {
 impl Saver<Out> for PySaver {
     fn save(&mut self, batch: &Batch<'_, Out>) -> Result<(), SaveError> {
         self.call("save", |py, s| {
-            let data = batch
-                .results
-                .iter()
-                .map(|v| v.0.to_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
+            let data = crate::blob::to_py_list(py, batch.results.iter().map(|v| &v.0))?;
             let n = data.len() as u64;
-            let data = PyList::new(py, data)?;
             let kwargs = self.kwargs.bind(py).copy()?;
             if batch.items.end - batch.items.start == n {
                 let start = i64::try_from(batch.items.start).unwrap_or(i64::MAX);

@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyList};
 use raygent_actors::worker::{ProcessTask, RustWorker};
 use raygent_core::{Task, TaskError};
 
+use crate::blob::{Blob, Encoding, Source};
 use crate::value::{Data, Item, Out};
 
 /// What every task instance of one job shares.
@@ -59,6 +60,7 @@ impl Shared {
 }
 
 static BASE_RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EACH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Whether `instance` has a `run` method of its own (not `raygent.Task`'s,
 /// which does what the caller does anyway, minus a Python frame per chunk).
@@ -77,47 +79,78 @@ fn has_own_run(instance: &Bound<'_, PyAny>) -> PyResult<bool> {
     Ok(!run.is(base.bind(py)))
 }
 
-/// The task's `process_*` call on one chunk of Python objects: its own
-/// `run(items, at_once=..., **kwargs)` if it has one, else
-/// `process_items(items, **kwargs)` (at once) or `process_item(item,
-/// **kwargs)` on each item.
-pub fn call_task<'py>(
-    instance: &Bound<'py, PyAny>,
-    items: Bound<'py, PyList>,
-    at_once: bool,
-    kwargs: &Bound<'py, PyDict>,
-) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    let n = items.len();
-    let kwargs = (!kwargs.is_empty()).then_some(kwargs);
-    let out: Vec<Bound<'py, PyAny>> = if has_own_run(instance)? {
-        let kw = match kwargs {
-            Some(k) => k.copy()?,
-            None => PyDict::new(instance.py()),
+enum How {
+    /// `run(items, at_once=..., **kwargs)`; the dict holds the keywords.
+    Run(Py<PyAny>, Py<PyDict>),
+    /// `process_items(items, **kwargs)`.
+    AtOnce(Py<PyAny>),
+    /// `process_item(item, **kwargs)` on each item, called from Python
+    /// (`raygent.task._each`: a call per item from C is cheaper than one
+    /// from Rust through the stable ABI).
+    Each(Py<PyAny>),
+}
+
+/// How one task instance is called on a chunk: decided once per instance
+/// (its bound method looked up once), not once per chunk.
+pub struct TaskCall {
+    how: How,
+    /// `kwargs_task`, or None when empty.
+    kwargs: Option<Py<PyDict>>,
+}
+
+impl TaskCall {
+    /// The call of `instance`: its own `run(items, at_once=..., **kwargs)`
+    /// if it has one, else `process_items(items, **kwargs)` (at once) or
+    /// `process_item(item, **kwargs)` on each item.
+    pub fn new(
+        instance: &Bound<'_, PyAny>,
+        at_once: bool,
+        kwargs: &Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        let py = instance.py();
+        let kw = (!kwargs.is_empty()).then(|| kwargs.clone().unbind());
+        let how = if has_own_run(instance)? {
+            let d = kwargs.copy()?;
+            d.set_item("at_once", at_once)?;
+            How::Run(instance.getattr("run")?.unbind(), d.unbind())
+        } else if at_once {
+            How::AtOnce(instance.getattr("process_items")?.unbind())
+        } else {
+            EACH.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+                Ok(py.import("raygent.task")?.getattr("_each")?.unbind())
+            })?;
+            How::Each(instance.getattr("process_item")?.unbind())
         };
-        kw.set_item("at_once", at_once)?;
-        let r = instance.call_method("run", (items,), Some(&kw))?;
-        r.try_iter()?.collect::<PyResult<_>>()?
-    } else if at_once {
-        let r = instance.call_method("process_items", (items,), kwargs)?;
-        r.try_iter()?.collect::<PyResult<_>>()?
-    } else {
-        let f = instance.getattr("process_item")?;
-        let mut out = Vec::with_capacity(n);
-        for x in items.iter() {
-            out.push(match kwargs {
-                Some(k) => f.call((x,), Some(k))?,
-                None => f.call1((x,))?,
-            });
-        }
-        out
-    };
-    if out.len() != n {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "the task returned {} result(s) for {n} item(s)",
-            out.len()
-        )));
+        Ok(TaskCall { how, kwargs: kw })
     }
-    Ok(out)
+
+    /// The task's results for one chunk, one per item, in a list.
+    pub fn call<'py>(&self, items: Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+        let py = items.py();
+        let n = items.len();
+        let kwargs = self.kwargs.as_ref().map(|k| k.bind(py));
+        let r = match &self.how {
+            How::Run(f, kw) => f.bind(py).call((items,), Some(&kw.bind(py).copy()?))?,
+            How::AtOnce(f) => f.bind(py).call((items,), kwargs)?,
+            How::Each(f) => {
+                let each = EACH.get(py).ok_or_else(|| {
+                    pyo3::exceptions::PyRuntimeError::new_err("raygent.task._each is not loaded")
+                })?;
+                each.bind(py).call1((f.bind(py), items, kwargs))?
+            }
+        };
+        let out = match r.cast_exact::<PyList>() {
+            Ok(l) => l.clone(),
+            Err(_) => PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+        };
+        if out.len() != n {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "the task returned {} result(s) for {n} item(s)",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
 }
 
 /// The text of a Python exception with its traceback.
@@ -140,7 +173,7 @@ pub fn describe_error(py: Python<'_>, err: &PyErr) -> String {
 /// A Python task run in the caller's process (the seed's `use_ray=False`).
 pub struct LocalTask {
     shared: Arc<Shared>,
-    instance: Option<Py<PyAny>>,
+    instance: Option<TaskCall>,
 }
 
 impl LocalTask {
@@ -156,24 +189,17 @@ impl LocalTask {
         let shared = Arc::clone(&self.shared);
         let result = Python::attach(|py| -> Result<Vec<Out>, TaskError> {
             let mut go = || -> PyResult<Vec<Out>> {
-                let instance = match &self.instance {
-                    Some(i) => i.bind(py).clone(),
+                let call = match &self.instance {
+                    Some(c) => c,
                     None => {
                         let i = shared.task_class.bind(py).call0()?;
-                        self.instance = Some(i.clone().unbind());
-                        i
+                        let c = TaskCall::new(&i, shared.at_once, shared.kwargs.bind(py))?;
+                        self.instance.insert(c)
                     }
                 };
-                let objs = items
-                    .iter()
-                    .map(|i| i.data.to_py(py))
-                    .collect::<PyResult<Vec<_>>>()?;
-                let list = PyList::new(py, objs)?;
-                let out = call_task(&instance, list, shared.at_once, shared.kwargs.bind(py))?;
-                Ok(out
-                    .into_iter()
-                    .map(|o| Out(Data::Object(o.unbind())))
-                    .collect())
+                let list = crate::blob::to_py_list(py, items.iter().map(|i| &i.data))?;
+                let out = call.call(list)?;
+                Ok(out.iter().map(|o| Out(Data::Object(o.unbind()))).collect())
             };
             go().map_err(|e| describe_error(py, &e).into())
         });
@@ -248,7 +274,15 @@ impl Task for ProcTask {
     }
 
     fn process_items(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
-        let result = self.inner.process_items(items);
+        let result = if crate::blob::is_whole(items.iter().map(|i| &i.data)) {
+            self.inner.process_items(items)
+        } else {
+            // Not the chunks the input was encoded in: encode these items
+            // as one chunk (never the case when the runtime chunks the
+            // input as `PyInput` does).
+            reencode(items).and_then(|items| self.inner.process_items(&items))
+        };
+        let result = result.and_then(unpack);
         self.shared.record(items, &result);
         result
     }
@@ -260,6 +294,61 @@ impl Task for ProcTask {
     fn version(&self) -> Cow<'static, str> {
         Cow::Owned(self.shared.version.clone())
     }
+}
+
+/// `items` as one chunk, encoded afresh.
+fn reencode(items: &[Item]) -> Result<Vec<Item>, TaskError> {
+    Python::attach(|py| -> Result<Vec<Item>, TaskError> {
+        let objs = crate::blob::to_py_vec(py, items.iter().map(|i| &i.data))
+            .map_err(|e| describe_error(py, &e))?;
+        let wire =
+            crate::blob::encode(py, &Source::Slice(&objs), Encoding::Auto).map_err(|(i, e)| {
+                format!(
+                    "item {i} of the chunk cannot be sent to a worker process: {}",
+                    describe_error(py, &e)
+                )
+            })?;
+        let blob = Arc::new(Blob::from_wire(wire).map_err(|e| e.to_string())?);
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(k, it)| Item {
+                index: it.index,
+                data: Data::Part(Arc::clone(&blob), k as u32),
+            })
+            .collect())
+    })
+}
+
+/// A worker's reply as results: each blob's wire (the first result of
+/// the blob) and the places after it become elements of one shared blob.
+fn unpack(mut outs: Vec<Out>) -> Result<Vec<Out>, TaskError> {
+    let broken = |what: String| -> TaskError {
+        format!("the worker's reply does not hold whole chunks of results: {what}").into()
+    };
+    let mut i = 0;
+    while i < outs.len() {
+        let Data::Wire(wire) = std::mem::replace(&mut outs[i].0, Data::Rest) else {
+            return Err(broken(format!("result {i} is not the start of a chunk")));
+        };
+        let blob = Arc::new(Blob::from_wire(wire).map_err(|e| broken(e.to_string()))?);
+        let n = blob.len();
+        if n == 0 || i + n > outs.len() {
+            return Err(broken(format!(
+                "a chunk of {n} results at result {i} of {}",
+                outs.len()
+            )));
+        }
+        outs[i].0 = Data::Part(Arc::clone(&blob), 0);
+        for k in 1..n {
+            if !matches!(outs[i + k].0, Data::Rest) {
+                return Err(broken(format!("result {} is not element {k}", i + k)));
+            }
+            outs[i + k].0 = Data::Part(Arc::clone(&blob), k as u32);
+        }
+        i += n;
+    }
+    Ok(outs)
 }
 
 /// Either kind, so one `TaskManager` type runs both.

@@ -17,6 +17,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -24,6 +25,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use serde::de::{self, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::blob::Blob;
 
 /// The CBOR tag of a Python tuple (an array inside).
 pub const TUPLE_TAG: u64 = 0x5247_5401;
@@ -124,6 +127,14 @@ fn loads(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         Ok(py.import("pickle")?.getattr("loads")?.unbind())
     })?;
     Ok(f.bind(py))
+}
+
+/// One pickle (protocol 5, cloudpickle when installed) of a whole chunk.
+pub fn dumps_chunk<'py>(
+    py: Python<'py>,
+    list: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(dumps(py)?.call1((list, 5))?.cast_into::<PyBytes>()?)
 }
 
 /// Pickles `obj` (protocol 5).
@@ -507,20 +518,29 @@ impl<'de> Deserialize<'de> for CsvRecord {
     }
 }
 
-/// An item or a result on the hot path: CBOR bytes (parallel mode, see
-/// `crate::codec`), or a Python object (sequential mode).
+/// An item or a result on the hot path: an element of a chunk's blob
+/// (see `crate::blob`), or a Python object (sequential mode's results).
 pub enum Data {
-    /// The CBOR encoding of the object.
-    Encoded(Vec<u8>),
+    /// Element `k` of a chunk (its items in both modes, its results in
+    /// parallel mode).
+    Part(Arc<Blob>, u32),
     /// The object itself.
     Object(Py<PyAny>),
+    /// A blob's wire as a worker's reply carries it, before the task
+    /// unpacks the reply (see `ProcTask`): never seen past the task.
+    Wire(Vec<u8>),
+    /// The place of the next element of the blob before it in a reply,
+    /// before the task unpacks the reply.
+    Rest,
 }
 
 impl Clone for Data {
     fn clone(&self) -> Self {
         match self {
-            Data::Encoded(b) => Data::Encoded(b.clone()),
+            Data::Part(b, k) => Data::Part(Arc::clone(b), *k),
             Data::Object(o) => Python::attach(|py| Data::Object(o.clone_ref(py))),
+            Data::Wire(b) => Data::Wire(b.clone()),
+            Data::Rest => Data::Rest,
         }
     }
 }
@@ -528,59 +548,79 @@ impl Clone for Data {
 impl fmt::Debug for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Data::Encoded(b) => write!(f, "<{} bytes of CBOR>", b.len()),
+            Data::Part(b, k) => write!(f, "<element {k} of a chunk of {}>", b.len()),
             Data::Object(_) => write!(f, "<python object>"),
+            Data::Wire(b) => write!(f, "<{} bytes of a chunk's encoding>", b.len()),
+            Data::Rest => write!(f, "<the next element of the chunk before>"),
         }
     }
 }
+
+const UNPACKED: &str = "a worker's reply was not unpacked (a bug in raygent)";
 
 impl Data {
     /// The Python object.
     pub fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self {
-            Data::Encoded(b) => crate::codec::decode_py(py, b),
+            Data::Part(b, k) => b.element(py, *k as usize),
             Data::Object(o) => Ok(o.bind(py).clone()),
-        }
-    }
-
-    fn with_encoded<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
-        match self {
-            Data::Encoded(b) => Ok(f(b)),
-            Data::Object(o) => Python::attach(|py| crate::codec::to_bytes(o.bind(py)))
-                .map(|b| f(&b))
-                .map_err(|e| format!("cannot convert the object: {e}")),
+            Data::Wire(_) | Data::Rest => Err(pyo3::exceptions::PyRuntimeError::new_err(UNPACKED)),
         }
     }
 
     /// The value as a tree (for the savers' formats).
     pub fn value(&self) -> Result<Value, String> {
         match self {
-            Data::Encoded(b) => decode(b),
+            Data::Part(b, k) => b.value(*k as usize),
             Data::Object(o) => Python::attach(|py| Value::from_py(o.bind(py)))
                 .map_err(|e| format!("cannot convert the object: {e}")),
+            Data::Wire(_) | Data::Rest => Err(UNPACKED.into()),
         }
     }
 }
 
-struct BytesVisitor;
+/// A blob's wire or an element's place, as a worker sends them.
+struct WireVisitor;
 
-impl<'de> Visitor<'de> for BytesVisitor {
-    type Value = Vec<u8>;
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Data;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a byte string holding CBOR")
+        f.write_str("a chunk's encoding (a byte string) or an element's place (null)")
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data, E> {
+        Ok(Data::Wire(v.to_vec()))
     }
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-        Ok(v)
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Data, E> {
+        Ok(Data::Wire(v))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Data, E> {
+        Ok(Data::Rest)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
+        d.deserialize_byte_buf(self)
     }
 }
 
-/// One input item: its index in the input and the item. It serializes as
-/// its CBOR encoding in a byte string (what a worker receives, and what the
-/// input's fingerprint covers, the same in both modes); the index lets a
-/// failed chunk's items be given back to the caller.
+/// Serializes a chunk the way workers read it and the input fingerprint
+/// covers it: the first element of each blob as the blob's wire (a byte
+/// string), every other element as its place in the blob (`null`).
+fn serialize_part<S: Serializer>(data: &Data, s: S) -> Result<S::Ok, S::Error> {
+    match data {
+        Data::Part(b, 0) => s.serialize_bytes(b.wire().map_err(ser::Error::custom)?),
+        Data::Part(..) | Data::Rest => s.serialize_unit(),
+        Data::Object(o) => {
+            // Not part of a chunk's blob: a blob of its own.
+            let blob = Python::attach(|py| Blob::from_objects(vec![o.clone_ref(py)], None));
+            s.serialize_bytes(blob.wire().map_err(ser::Error::custom)?)
+        }
+        Data::Wire(b) => s.serialize_bytes(b),
+    }
+}
+
+/// One input item: its index in the input and the item. A chunk of items
+/// serializes as its blob (see `serialize_part`): what a worker receives,
+/// and what the input's fingerprint covers, the same in both modes. The
+/// index lets a failed chunk's items be given back to the caller.
 #[derive(Debug, Clone)]
 pub struct Item {
     /// The item's index in the input.
@@ -591,9 +631,7 @@ pub struct Item {
 
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.data
-            .with_encoded(|b| s.serialize_bytes(b))
-            .map_err(ser::Error::custom)?
+        serialize_part(&self.data, s)
     }
 }
 
@@ -601,13 +639,14 @@ impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Item {
             index: 0,
-            data: Data::Encoded(d.deserialize_byte_buf(BytesVisitor)?),
+            data: d.deserialize_option(WireVisitor)?,
         })
     }
 }
 
-/// One result. It arrives from a worker as its CBOR encoding in a byte
-/// string; a saver serializes it as the value it holds.
+/// One result. A chunk's results arrive from a worker as one blob (its
+/// first result carries the wire, the others `null`, until the task
+/// unpacks them); a saver serializes each as the value it holds.
 #[derive(Debug, Clone)]
 pub struct Out(pub Data);
 
@@ -619,7 +658,7 @@ impl Serialize for Out {
 
 impl<'de> Deserialize<'de> for Out {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Out(Data::Encoded(d.deserialize_byte_buf(BytesVisitor)?)))
+        Ok(Out(d.deserialize_option(WireVisitor)?))
     }
 }
 

@@ -1,20 +1,23 @@
 //! The worker side of the frame protocol, run by `python -m raygent._worker`.
 //!
 //! A request is one length-delimited CBOR frame holding a chunk (an array
-//! of items); the reply is one frame holding `{"Ok": [results]}` or
-//! `{"Err": "traceback"}`: the protocol of the runtime's Rust workers, so
+//! of items, the chunk's blob first); the reply is one frame holding
+//! `{"Ok": [results]}` (their blob first) or `{"Err": "traceback"}`: the
+//! protocol of the runtime's Rust workers, so
 //! the runtime's `ProcessTask` drives a Python worker as it drives those
 //! (timeouts, memory limit, process group, death of the parent).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use raygent_core::{read_frame, write_frame};
 
+use crate::blob::{self, Encoding, Source};
 use crate::codec;
-use crate::task::{call_task, describe_error};
+use crate::task::{TaskCall, describe_error};
 
 /// Moves the protocol off fds 0 and 1: returns (input, output) on new
 /// close-on-exec descriptors and points fd 1 at stderr (a stray `print`
@@ -29,40 +32,81 @@ fn take_protocol_fds() -> io::Result<(File, File)> {
     Ok((input, output))
 }
 
-/// Runs one chunk: the request is a CBOR array of byte strings, each the
-/// encoding of one item; the reply is what the runtime's `ProcessTask`
-/// reads as `Result<Vec<Out>, String>`: `{"Ok": [byte strings]}` or
+/// The items of a request: a CBOR array with one element per item, each
+/// chunk's first item the chunk's blob (a byte string, see `crate::blob`)
+/// and every other `null`, its place in the blob (see `crate::value::Item`).
+fn read_items<'py>(py: Python<'py>, frame: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let bad = |what: String| PyValueError::new_err(format!("malformed chunk request: {what}"));
+    let mut r = codec::Reader::new(frame);
+    let n = r.array()?;
+    let mut objs: Vec<Bound<'py, PyAny>> = Vec::new();
+    let mut single: Option<Bound<'py, PyList>> = None;
+    let mut i = 0;
+    while i < n {
+        if !r.at_byte_string() {
+            return Err(bad(format!("item {i} does not start a chunk")));
+        }
+        let wire = r.byte_string()?;
+        let m = blob::parse_header(wire)?.1;
+        if m == 0 || i + m > n {
+            return Err(bad(format!("a chunk of {m} items at item {i} of {n}")));
+        }
+        for k in 1..m {
+            if !r.null() {
+                return Err(bad(format!(
+                    "item {} is not element {k} of its chunk",
+                    i + k
+                )));
+            }
+        }
+        if m == n {
+            // The usual case: the request is one chunk.
+            single = Some(blob::decode_list(py, wire)?);
+        } else {
+            blob::decode_into(py, wire, &mut objs)?;
+        }
+        i += m;
+    }
+    if !r.at_end() {
+        return Err(bad("bytes after the last item".into()));
+    }
+    match single {
+        Some(l) => Ok(l),
+        None => PyList::new(py, objs),
+    }
+}
+
+/// Runs one chunk and writes the reply: what the runtime's `ProcessTask`
+/// reads as `Result<Vec<Out>, String>`: `{"Ok": [blob, null, null, ...]}`
+/// (the results as one blob, then a `null` in the place of each other) or
 /// `{"Err": "the traceback"}`.
 fn run_chunk(
     py: Python<'_>,
-    instance: &Bound<'_, PyAny>,
+    call: &TaskCall,
     frame: &[u8],
-    at_once: bool,
-    kwargs: &Bound<'_, PyDict>,
+    results: Encoding,
     reply: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
 ) {
-    let go = |reply: &mut Vec<u8>, scratch: &mut Vec<u8>| -> PyResult<()> {
-        let mut r = codec::Reader::new(frame);
-        let n = r.array()?;
-        let mut objs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let item = r.byte_string()?;
-            objs.push(codec::decode_py(py, item)?);
-        }
-        let out = call_task(instance, PyList::new(py, objs)?, at_once, kwargs)?;
+    let go = |reply: &mut Vec<u8>| -> PyResult<()> {
+        let items = read_items(py, frame)?;
+        let out = call.call(items)?;
+        let n = out.len();
+        let wire = blob::encode(py, &Source::List(&out), results).map_err(|(i, e)| {
+            let what = format!("result {i} cannot be sent back to raygent (it must be picklable)");
+            let err = PyValueError::new_err(what);
+            err.set_cause(py, Some(e));
+            err
+        })?;
         reply.clear();
         codec::head(reply, 5, 1);
         codec::text(reply, "Ok");
-        codec::head(reply, 4, out.len() as u64);
-        for o in &out {
-            scratch.clear();
-            codec::encode_py(o, scratch)?;
-            codec::bytes(reply, scratch);
-        }
+        codec::head(reply, 4, n as u64);
+        codec::bytes(reply, &wire);
+        // The other results: `null`, their places in the blob.
+        reply.resize(reply.len() + n.saturating_sub(1), 0xf6);
         Ok(())
     };
-    if let Err(e) = go(reply, scratch) {
+    if let Err(e) = go(reply) {
         reply.clear();
         codec::head(reply, 5, 1);
         codec::text(reply, "Err");
@@ -71,20 +115,32 @@ fn run_chunk(
 }
 
 /// Serves chunks on stdin/stdout with `instance` until stdin closes.
+/// `results` is `"cbor"` when every result must be stored on its own (a
+/// `DatasetSaver`), else `"auto"`.
 #[pyfunction]
-#[pyo3(signature = (instance, kwargs, at_once))]
+#[pyo3(signature = (instance, kwargs, at_once, results="auto"))]
 pub fn serve(
     py: Python<'_>,
     instance: Bound<'_, PyAny>,
     kwargs: Bound<'_, PyDict>,
     at_once: bool,
+    results: &str,
 ) -> PyResult<()> {
+    let results = match results {
+        "auto" => Encoding::Auto,
+        "cbor" => Encoding::Cbor,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "results must be \"auto\" or \"cbor\", not {other:?}"
+            )));
+        }
+    };
+    let call = TaskCall::new(&instance, at_once, &kwargs)?;
     let (input, output) = take_protocol_fds()?;
     let mut r = BufReader::with_capacity(64 * 1024, input);
     let mut w = BufWriter::with_capacity(64 * 1024, output);
     let mut buf = Vec::new();
     let mut out = Vec::new();
-    let mut scratch = Vec::new();
     loop {
         // Blocking reads and writes release the interpreter, so the task's
         // own threads run meanwhile.
@@ -92,15 +148,7 @@ pub fn serve(
         if !more {
             return Ok(());
         }
-        run_chunk(
-            py,
-            &instance,
-            &buf,
-            at_once,
-            &kwargs,
-            &mut out,
-            &mut scratch,
-        );
+        run_chunk(py, &call, &buf, results, &mut out);
         py.detach(|| -> io::Result<()> {
             write_frame(&mut w, &out)?;
             w.flush()

@@ -30,7 +30,7 @@ def main() -> None:
     instance = task_class()
     from . import _native
 
-    _native.serve(instance, kwargs_task, at_once)
+    _native.serve(instance, kwargs_task, at_once, header.get("results", "auto"))
 
 
 if __name__ == "__main__":

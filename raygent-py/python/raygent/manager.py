@@ -239,7 +239,10 @@ class TaskManager:
             if self.use_ray:
                 spec_dir = tempfile.mkdtemp(prefix="raygent-job-")
                 spec_path = os.path.join(spec_dir, "task.pkl")
-                _write_spec(spec_path, self.task_class, kwargs_task, at_once)
+                # Results bound for a DatasetSaver are each encoded on their own (the
+                # saver stores them so); others may travel as one pickle per chunk.
+                _write_spec(spec_path, self.task_class, kwargs_task, at_once,
+                            results="cbor" if dataset is not None else "auto")
                 worker_env = {"RAYGENT_PY_PARENT_PID": str(os.getpid())}
             out = _native.run_job(
                 task_class=self.task_class, task_name=name, task_version=version, items=items,
@@ -290,7 +293,7 @@ class TaskManager:
         return url
 
 
-def _write_spec(path: str, task_class: Any, kwargs_task: dict, at_once: bool) -> None:
+def _write_spec(path: str, task_class: Any, kwargs_task: dict, at_once: bool, results: str = "auto") -> None:
     """What a worker needs to make the task: the driver's sys.path (so the
     task's module imports the same way), then the task class and its
     arguments, pickled by reference when importable and by value
@@ -305,6 +308,6 @@ def _write_spec(path: str, task_class: Any, kwargs_task: dict, at_once: bool) ->
     except Exception as e:
         raise TypeError(f"the task class {task_class!r} and kwargs_task cannot be sent to worker "
                         f"processes (they must be picklable): {e}") from e
-    header = {"sys_path": list(sys.path), "cwd": os.getcwd()}
+    header = {"sys_path": list(sys.path), "cwd": os.getcwd(), "results": results}
     with open(path, "wb") as f:
         pickle.dump((header, payload), f, protocol=5)
