@@ -13,7 +13,7 @@ use raygent_actors::worker::{ProcessTask, RustWorker};
 use raygent_core::{Task, TaskError};
 
 use crate::blob::{Blob, Encoding, Source};
-use crate::value::{Data, Item, Out};
+use crate::value::{Data, Item, Out, Reply};
 
 /// What every task instance of one job shares.
 pub struct Shared {
@@ -240,9 +240,9 @@ pub struct PyWorkerTask;
 
 impl Task for PyWorkerTask {
     type Input = Item;
-    type Output = Out;
+    type Output = Reply;
 
-    fn process_item(&mut self, _item: &Item) -> Result<Out, TaskError> {
+    fn process_item(&mut self, _item: &Item) -> Result<Reply, TaskError> {
         Err("a Python worker task runs in a worker process only".into())
     }
 }
@@ -320,33 +320,33 @@ fn reencode(items: &[Item]) -> Result<Vec<Item>, TaskError> {
     })
 }
 
-/// A worker's reply as results: each blob's wire (the first result of
-/// the blob) and the places after it become elements of one shared blob.
-fn unpack(mut outs: Vec<Out>) -> Result<Vec<Out>, TaskError> {
+/// A worker's reply as results: each blob's wire (in the place of its
+/// first result) and the places after it become elements of one shared blob.
+fn unpack(replies: Vec<Reply>) -> Result<Vec<Out>, TaskError> {
     let broken = |what: String| -> TaskError {
         format!("the worker's reply does not hold whole chunks of results: {what}").into()
     };
-    let mut i = 0;
-    while i < outs.len() {
-        let Data::Wire(wire) = std::mem::replace(&mut outs[i].0, Data::Rest) else {
+    let total = replies.len();
+    let mut outs = Vec::with_capacity(total);
+    let mut replies = replies.into_iter();
+    while let Some(first) = replies.next() {
+        let i = outs.len();
+        let Reply::Wire(wire) = first else {
             return Err(broken(format!("result {i} is not the start of a chunk")));
         };
         let blob = Arc::new(Blob::from_wire(wire).map_err(|e| broken(e.to_string()))?);
         let n = blob.len();
-        if n == 0 || i + n > outs.len() {
+        if n == 0 || i + n > total {
             return Err(broken(format!(
-                "a chunk of {n} results at result {i} of {}",
-                outs.len()
+                "a chunk of {n} results at result {i} of {total}"
             )));
         }
-        outs[i].0 = Data::Part(Arc::clone(&blob), 0);
         for k in 1..n {
-            if !matches!(outs[i + k].0, Data::Rest) {
+            if !matches!(replies.next(), Some(Reply::Rest)) {
                 return Err(broken(format!("result {} is not element {k}", i + k)));
             }
-            outs[i + k].0 = Data::Part(Arc::clone(&blob), k as u32);
         }
-        i += n;
+        outs.extend((0..n).map(|k| Out(Data::Part(Arc::clone(&blob), k as u32))));
     }
     Ok(outs)
 }

@@ -526,12 +526,6 @@ pub enum Data {
     Part(Arc<Blob>, u32),
     /// The object itself.
     Object(Py<PyAny>),
-    /// A blob's wire as a worker's reply carries it, before the task
-    /// unpacks the reply (see `ProcTask`): never seen past the task.
-    Wire(Vec<u8>),
-    /// The place of the next element of the blob before it in a reply,
-    /// before the task unpacks the reply.
-    Rest,
 }
 
 impl Clone for Data {
@@ -539,8 +533,6 @@ impl Clone for Data {
         match self {
             Data::Part(b, k) => Data::Part(Arc::clone(b), *k),
             Data::Object(o) => Python::attach(|py| Data::Object(o.clone_ref(py))),
-            Data::Wire(b) => Data::Wire(b.clone()),
-            Data::Rest => Data::Rest,
         }
     }
 }
@@ -550,13 +542,9 @@ impl fmt::Debug for Data {
         match self {
             Data::Part(b, k) => write!(f, "<element {k} of a chunk of {}>", b.len()),
             Data::Object(_) => write!(f, "<python object>"),
-            Data::Wire(b) => write!(f, "<{} bytes of a chunk's encoding>", b.len()),
-            Data::Rest => write!(f, "<the next element of the chunk before>"),
         }
     }
 }
-
-const UNPACKED: &str = "a worker's reply was not unpacked (a bug in raygent)";
 
 impl Data {
     /// The Python object.
@@ -564,7 +552,6 @@ impl Data {
         match self {
             Data::Part(b, k) => b.element(py, *k as usize),
             Data::Object(o) => Ok(o.bind(py).clone()),
-            Data::Wire(_) | Data::Rest => Err(pyo3::exceptions::PyRuntimeError::new_err(UNPACKED)),
         }
     }
 
@@ -574,30 +561,7 @@ impl Data {
             Data::Part(b, k) => b.value(*k as usize),
             Data::Object(o) => Python::attach(|py| Value::from_py(o.bind(py)))
                 .map_err(|e| format!("cannot convert the object: {e}")),
-            Data::Wire(_) | Data::Rest => Err(UNPACKED.into()),
         }
-    }
-}
-
-/// A blob's wire or an element's place, as a worker sends them.
-struct WireVisitor;
-
-impl<'de> Visitor<'de> for WireVisitor {
-    type Value = Data;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a chunk's encoding (a byte string) or an element's place (null)")
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data, E> {
-        Ok(Data::Wire(v.to_vec()))
-    }
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Data, E> {
-        Ok(Data::Wire(v))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Data, E> {
-        Ok(Data::Rest)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
-        d.deserialize_byte_buf(self)
     }
 }
 
@@ -607,13 +571,35 @@ impl<'de> Visitor<'de> for WireVisitor {
 fn serialize_part<S: Serializer>(data: &Data, s: S) -> Result<S::Ok, S::Error> {
     match data {
         Data::Part(b, 0) => s.serialize_bytes(b.wire().map_err(ser::Error::custom)?),
-        Data::Part(..) | Data::Rest => s.serialize_unit(),
+        Data::Part(..) => s.serialize_unit(),
         Data::Object(o) => {
             // Not part of a chunk's blob: a blob of its own.
             let blob = Python::attach(|py| Blob::from_objects(vec![o.clone_ref(py)], None));
             s.serialize_bytes(blob.wire().map_err(ser::Error::custom)?)
         }
-        Data::Wire(b) => s.serialize_bytes(b),
+    }
+}
+
+/// A blob of one element, read back.
+struct SingleVisitor;
+
+impl<'de> Visitor<'de> for SingleVisitor {
+    type Value = Data;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the encoding of a chunk of one element (a byte string)")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data, E> {
+        self.visit_byte_buf(v.to_vec())
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Data, E> {
+        let blob = Blob::from_wire(v).map_err(E::custom)?;
+        if blob.len() != 1 {
+            return Err(E::custom(format!(
+                "a chunk of {} elements where one was expected",
+                blob.len()
+            )));
+        }
+        Ok(Data::Part(Arc::new(blob), 0))
     }
 }
 
@@ -636,17 +622,16 @@ impl Serialize for Item {
 }
 
 impl<'de> Deserialize<'de> for Item {
+    /// An item serialized on its own (a chunk of one).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Item {
             index: 0,
-            data: d.deserialize_option(WireVisitor)?,
+            data: d.deserialize_byte_buf(SingleVisitor)?,
         })
     }
 }
 
-/// One result. A chunk's results arrive from a worker as one blob (its
-/// first result carries the wire, the others `null`, until the task
-/// unpacks them); a saver serializes each as the value it holds.
+/// One result; a saver serializes it as the value it holds.
 #[derive(Debug, Clone)]
 pub struct Out(pub Data);
 
@@ -657,8 +642,60 @@ impl Serialize for Out {
 }
 
 impl<'de> Deserialize<'de> for Out {
+    /// A result encoded on its own (a chunk of one).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Out(d.deserialize_option(WireVisitor)?))
+        Ok(Out(d.deserialize_byte_buf(SingleVisitor)?))
+    }
+}
+
+/// One result in a worker's reply: a chunk's results come back as one
+/// blob, its wire in the place of the first result and `null` in the
+/// place of each other (see `crate::worker`); `ProcTask` turns a reply
+/// into [`Out`]s sharing the blob.
+#[derive(Debug)]
+pub enum Reply {
+    /// The wire of the blob holding this result and the ones after it.
+    Wire(Vec<u8>),
+    /// The next element of the blob before.
+    Rest,
+}
+
+impl Serialize for Reply {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::Wire(b) => s.serialize_bytes(b),
+            Reply::Rest => s.serialize_unit(),
+        }
+    }
+}
+
+struct ReplyVisitor;
+
+impl<'de> Visitor<'de> for ReplyVisitor {
+    type Value = Reply;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chunk's encoding (a byte string) or an element's place (null)")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Reply, E> {
+        Ok(Reply::Wire(v.to_vec()))
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Reply, E> {
+        Ok(Reply::Wire(v))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Reply, E> {
+        Ok(Reply::Rest)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Reply, E> {
+        Ok(Reply::Rest)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Reply, D::Error> {
+        d.deserialize_byte_buf(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_option(ReplyVisitor)
     }
 }
 
