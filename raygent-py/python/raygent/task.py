@@ -53,7 +53,8 @@ class Task:
 
 def _each(process_item, items, kwargs):
     """``process_item`` on each item of a chunk (called by the native
-    module: a call per item from here is cheaper than one from Rust)."""
+    module: a call per item from here is cheaper than one from Rust, and
+    from a comprehension cheaper than through ``map``)."""
     if kwargs:
         return [process_item(item, **kwargs) for item in items]
-    return list(map(process_item, items))
+    return [process_item(item) for item in items]
