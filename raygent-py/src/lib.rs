@@ -19,7 +19,7 @@ mod value;
 mod worker;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 
 /// The CBOR encoding of a Python value, as items and results cross the
 /// worker pipes and are saved (plain data as CBOR, the rest pickled).
@@ -34,22 +34,6 @@ fn decode<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     codec::decode_py(py, data)
 }
 
-/// The encoding of a chunk (a list) as it crosses to and from worker
-/// processes and is fingerprinted: CBOR when it is plain data, else one
-/// pickle of the list (see `docs/python.md`).
-#[pyfunction]
-fn encode_chunk<'py>(py: Python<'py>, items: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyBytes>> {
-    let wire =
-        blob::encode(py, &blob::Source::List(items), blob::Encoding::Auto).map_err(|(_, e)| e)?;
-    Ok(PyBytes::new(py, &wire))
-}
-
-/// The list encoded by [`encode_chunk`].
-#[pyfunction]
-fn decode_chunk<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    blob::decode_list(py, data)
-}
-
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -58,8 +42,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker::serve, m)?)?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
-    m.add_function(wrap_pyfunction!(encode_chunk, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_chunk, m)?)?;
     m.add_class::<saver::NativeReader>()?;
     m.add_class::<saver::ReaderIter>()?;
     m.add_class::<ckpt::StepStore>()?;
