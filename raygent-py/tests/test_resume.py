@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import time
+from fractions import Fraction
 
 import pytest
 
@@ -111,6 +112,30 @@ def test_a_different_job_on_the_same_output_is_refused(tmp_path):
     m = TaskManager(NumberSquareTask)
     m.submit_tasks(range(50), chunk_size=20, saver=DatasetSaver(url), checkpoint=True, fresh=True)
     assert list(DatasetReader(url)) == [x * x for x in range(50)]
+
+
+@pytest.mark.parametrize("first,second", [("sequential", "parallel"), ("parallel", "sequential")])
+@pytest.mark.parametrize("kind", ["plain", "pickled"])
+def test_the_input_fingerprint_is_the_same_in_both_modes(tmp_path, first, second, kind):
+    # Plain data crosses as CBOR, anything else as one pickle per chunk:
+    # either way a job checkpointed in one mode resumes in the other, and
+    # a changed item is still caught.
+    items = list(range(100)) if kind == "plain" else [Fraction(x, 3) for x in range(100)]
+    url = str(tmp_path / "out")
+
+    def run(mode, data):
+        m = TaskManager(NumberSquareTask, use_ray=mode == "parallel", n_cores=2)
+        m.submit_tasks(iter(data), chunk_size=10, saver=DatasetSaver(url), checkpoint=True)
+        return m
+
+    run(first, items)
+    again = run(second, items)
+    assert again.report["resumed_chunks"] == 10 and again.get_results() == []
+    assert list(DatasetReader(url)) == [x * x for x in items]
+    changed = items[:55] + [items[55] + 1] + items[56:]
+    with pytest.raises(JobMismatchError) as info:
+        run(first, changed)
+    assert any("fingerprint" in d for d in info.value.differences)
 
 
 def test_checkpoint_elsewhere(tmp_path, bucket):
