@@ -61,6 +61,7 @@ where
 
     /// The next chunk, or `None` when feeding ends: the input ended, the job
     /// was stopped, or the input yielded a bad record (kept as the error).
+    #[inline(always)]
     pub(crate) fn next_chunk(&mut self) -> Option<Chunk<T>> {
         if self.stop.as_ref().is_some_and(StopHandle::is_stopped) {
             self.fed.interrupted = true;
@@ -81,6 +82,7 @@ where
     /// Counts `chunk` as fed and makes it a run (fingerprinting its items
     /// when the job checkpoints); `None` if an item cannot be fingerprinted
     /// (kept as the error).
+    #[inline(always)]
     pub(crate) fn admit(&mut self, chunk: Chunk<T>) -> Option<Run<T>> {
         let fingerprint = match self.fingerprint.as_mut() {
             Some(fp) => {

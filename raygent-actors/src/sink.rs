@@ -98,6 +98,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
     }
 
     /// Takes the next chunk in input order.
+    #[inline(always)]
     pub(crate) fn consume(&mut self, released: Released<O>) {
         if self.error.is_some() {
             return;

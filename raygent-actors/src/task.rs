@@ -105,6 +105,7 @@ impl<F: TaskFactory> TaskActor<F> {
     /// (an error's `Display`, an item's `Drop`): a panic there ends the job
     /// with an error, and never the task actor's thread, nor the chunk
     /// unreported.
+    #[inline(always)]
     pub(crate) fn attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
         let index = run.chunk.index;
         match catch_unwind(AssertUnwindSafe(|| self.judged_attempt(run))) {
@@ -124,6 +125,7 @@ impl<F: TaskFactory> TaskActor<F> {
         }
     }
 
+    #[inline(always)]
     fn judged_attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
         let Run {
             chunk,
