@@ -11,7 +11,8 @@
 # throughput (bench_save), checkpoint overhead and resume time (bench_ckpt,
 # shortened by RAYGENT_BENCH_* below). Both revisions must have them under
 # the same names (they do from 0.1 on). Needs what the benchmarks need
-# (moto_server for bench_save's S3 part).
+# (moto_server for bench_save's S3 part). RAYGENT_BENCHES="bench_runtime ..." runs
+# only those; RAYGENT_BASE_DIR reuses a built checkout of BASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:?usage: bench/before_after.sh BASE [ROUNDS]}
@@ -32,6 +33,14 @@ else
 fi
 
 examples=(raygent-actors:bench_runtime raygent-savers:bench_save raygent-actors:bench_ckpt)
+# RAYGENT_BENCHES="bench_runtime ...": only these of the three.
+if [ -n "${RAYGENT_BENCHES:-}" ]; then
+    chosen=()
+    for e in "${examples[@]}"; do
+        case " $RAYGENT_BENCHES " in *" ${e##*:} "*) chosen+=("$e") ;; esac
+    done
+    examples=("${chosen[@]}")
+fi
 build() {
     local dir=$1
     for e in "${examples[@]}"; do
