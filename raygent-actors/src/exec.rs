@@ -75,7 +75,14 @@ pub(crate) fn run_chunk<F: TaskFactory>(
         if at_once {
             task.process_items(items)
         } else {
-            items.iter().map(|item| task.process_item(item)).collect()
+            // Sized up front: collecting into a `Result` cannot know the
+            // length, and growing the vector was a tenth of a trivial
+            // task's time at chunk size 100.
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(task.process_item(item)?);
+            }
+            Ok(results)
         }
     }));
     match out {
