@@ -6,67 +6,22 @@
 //! so a hung `raygent` fails its test instead of stalling the suite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use raygent_tests::S3Server;
 use serde_json::Value;
-
-/// The squaring worker of the examples.
-const SQUARE: &str = "while read x; do echo $((x*x)); done";
-/// How long any one command may take before the test kills it and fails.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// What a finished command left behind.
-#[derive(Debug)]
-struct Output {
-    /// The exit code (-1 when killed by a signal).
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Panics, showing everything, unless the exit code is `code`.
-    #[track_caller]
-    fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "expected exit code {code}, got {}\n--- stdout:\n{}\n--- stderr:\n{}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Panics unless stderr contains every one of `needles`.
-    #[track_caller]
-    fn stderr_has(&self, needles: &[&str]) -> &Self {
-        for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "stderr does not mention {n:?}:\n{}",
-                self.stderr
-            );
-        }
-        self
-    }
-}
-
-/// `raygent ARGS...` with a clean environment for the things raygent reads.
-fn raygent<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_raygent"));
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RAYGENT_FAILPOINT")
-        .stdin(Stdio::null());
-    c
-}
+use support::{
+    DEADLINE, Output, SQUARE, cat, path_str, raygent, run, run_env, signal, status_json,
+    wait_output,
+};
 
 /// Spawns `cmd` with captured output, feeds it `stdin` if given, and waits
-/// for it to exit (killing it after [`DEADLINE`]).
+/// for it to exit (killing it after `support::DEADLINE`).
 fn finish(mut cmd: Command, stdin: Option<String>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if stdin.is_some() {
@@ -80,69 +35,6 @@ fn finish(mut cmd: Command, stdin: Option<String>) -> Output {
         });
     }
     wait_output(child)
-}
-
-/// Waits for `child` to exit (its stdout and stderr piped), killing it
-/// after [`DEADLINE`].
-fn wait_output(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            signal(pid, libc::SIGKILL);
-            let out = rx.recv().unwrap().unwrap();
-            panic!(
-                "raygent did not finish within {DEADLINE:?}; killed it\n--- stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    };
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// Runs `raygent ARGS...` to the end.
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    finish(raygent(args), None)
-}
-
-/// Runs `raygent ARGS...` with extra environment variables.
-fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&'static str, String)]) -> Output {
-    let mut c = raygent(args);
-    c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    finish(c, None)
-}
-
-/// `raygent cat URL`, which must succeed.
-fn cat(url: &str, env: &[(&'static str, String)]) -> String {
-    let o = run_env(&["cat", url], env);
-    o.expect_code(0);
-    o.stdout
-}
-
-/// `raygent status --json URL`, which must succeed.
-fn status_json(url: &str, env: &[(&'static str, String)]) -> Value {
-    let o = run_env(&["status", "--json", url], env);
-    o.expect_code(0);
-    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Writes `1\n2\n...n\n` to `dir/name` and returns its path.

@@ -5,15 +5,16 @@
 //!
 //! Every child process is waited for with a deadline, so a hung one fails
 //! its test instead of stalling the suite.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use raygent_tests::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
 
-const DEADLINE: Duration = Duration::from_secs(120);
+use support::DEADLINE;
 
 /// A Python worker printing one JSON object per number: every type.
 const TYPED: &str = r#"
@@ -67,37 +68,17 @@ assert df.to_dicts() == want
 print("OK", n)
 "#;
 
-/// Waits for `child`, killing it after [`DEADLINE`]; (exit code or -1,
-/// stdout, stderr).
-fn wait(mut child: Child, what: &str) -> (i32, String, String) {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} ran past {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Waits for `child` (its output piped), killing it after
+/// [`DEADLINE`]; (exit code or -1, stdout, stderr).
+fn wait(child: Child) -> (i32, String, String) {
+    let out = support::wait_output(child);
+    (out.code, out.stdout, out.stderr)
 }
 
+/// `raygent ARGS` (as the other CLI tests start it), its output piped.
 fn raygent(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_raygent"));
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RAYGENT_FAILPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = support::raygent(args);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
@@ -105,7 +86,7 @@ fn raygent(args: &[&str]) -> Command {
 #[track_caller]
 fn run_expect(cmd: Command, code: i32) -> (String, String) {
     let mut cmd = cmd;
-    let (got, out, err) = wait(cmd.spawn().unwrap(), "raygent");
+    let (got, out, err) = wait(cmd.spawn().unwrap());
     assert_eq!(
         got, code,
         "exit code\n--- stdout:\n{out}\n--- stderr:\n{err}"
@@ -127,7 +108,7 @@ fn python(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 (with duckdb, pyarrow and polars: see .ci/parquet.sh)");
-    let (code, out, err) = wait(child, "python3");
+    let (code, out, err) = wait(child);
     assert_eq!(
         code, 0,
         "python failed\n--- stdout:\n{out}\n--- stderr:\n{err}"
@@ -440,20 +421,16 @@ fn success_marker_only_after_a_complete_run_for_every_format() {
         ];
         let child = raygent(&args).spawn().unwrap();
         // Stop it once a part is committed (chunks past 60 are stuck).
-        let deadline = Instant::now() + DEADLINE;
-        while !out.join("_manifest").is_dir()
-            || std::fs::read_dir(out.join("_manifest")).unwrap().count() < 2
-        {
-            assert!(Instant::now() < deadline, "{format}: no part committed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::wait_until(&format!("{format}: a committed part"), DEADLINE, || {
+            std::fs::read_dir(out.join("_manifest")).is_ok_and(|d| d.count() >= 2)
+        });
         // SAFETY: kill(2) on our own child.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
         // The chunks in flight may finish now.
         std::fs::write(&gate, "").unwrap();
-        let (code, _, err) = wait(child, "raygent");
+        let (code, _, err) = wait(child);
         assert_eq!(code, 130, "{format}: {err}");
         assert!(
             !out.join("_SUCCESS").exists(),

@@ -1,4 +1,4 @@
-//! What the sharding and Slurm tests share: running the built `raygent`
+//! What the CLI's end-to-end tests share: running the built `raygent`
 //! with deadlines, inputs, polling.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
