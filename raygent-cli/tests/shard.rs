@@ -278,18 +278,6 @@ fn s3_globs_several_inputs_and_gz_are_read_in_order_and_errors_name_the_object()
     o.expect_code(2).stderr_has(&["no objects match"]);
 }
 
-/// The committed-chunk count of `shard` in status, 0 if none yet.
-fn committed(out: &str, shard: u64) -> u64 {
-    let o = run(&["status", "--json", out]);
-    if o.code != 0 {
-        return 0;
-    }
-    let st: Value = serde_json::from_str(&o.stdout).unwrap();
-    shard_entry(&st, shard)["chunks_committed"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_killed_shard_resumes_alone_and_the_others_are_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -174,18 +174,6 @@ fn eight_shards_through_slurm_on_a_shared_dir_and_on_s3() {
     );
 }
 
-/// The committed chunks of `shard`, 0 before its first checkpoint.
-fn committed(out: &str, shard: u64) -> u64 {
-    let o = run(&["status", "--json", out]);
-    if o.code != 0 {
-        return 0;
-    }
-    let st: Value = serde_json::from_str(&o.stdout).unwrap();
-    shard_entry(&st, shard)["chunks_committed"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_shard_cancelled_and_a_shard_killed_are_resubmitted_alone() {
     let dir = tempfile::tempdir().unwrap();

@@ -178,6 +178,19 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The committed chunks of `shard` in `raygent status --json OUT`, 0 while
+/// there is no status yet (before the first checkpoint).
+pub fn committed(out: &str, shard: u64) -> u64 {
+    let o = run(&["status", "--json", out]);
+    if o.code != 0 {
+        return 0;
+    }
+    let st: Value = serde_json::from_str(&o.stdout).unwrap();
+    shard_entry(&st, shard)["chunks_committed"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// The shard status entry of `shard` in `status --json` output.
 pub fn shard_entry(st: &Value, shard: u64) -> &Value {
     st["shard_status"]
