@@ -1031,33 +1031,29 @@ fn values_of(array: &dyn Array) -> Result<Vec<Value>, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
     let n = array.len();
+    // Row i's value, `Null` where the array has a null.
+    let rows = |value: &dyn Fn(usize) -> Value| -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                if array.is_null(i) {
+                    Value::Null
+                } else {
+                    value(i)
+                }
+            })
+            .collect()
+    };
     macro_rules! prim {
         ($t:ty, $variant:ident, $conv:ty) => {{
             let a = array.as_primitive::<$t>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::$variant(<$conv>::from(a.value(i)))
-                    }
-                })
-                .collect()
+            rows(&|i| Value::$variant(<$conv>::from(a.value(i))))
         }};
     }
     Ok(match array.data_type() {
         DataType::Null => vec![Value::Null; n],
         DataType::Boolean => {
             let a = array.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::Bool(a.value(i))
-                    }
-                })
-                .collect()
+            rows(&|i| Value::Bool(a.value(i)))
         }
         DataType::Int8 => prim!(Int8Type, Int, i64),
         DataType::Int16 => prim!(Int16Type, Int, i64),
@@ -1071,39 +1067,15 @@ fn values_of(array: &dyn Array) -> Result<Vec<Value>, String> {
         DataType::Float64 => prim!(Float64Type, Float, f64),
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::String(a.value(i).to_owned())
-                    }
-                })
-                .collect()
+            rows(&|i| Value::String(a.value(i).to_owned()))
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::String(a.value(i).to_owned())
-                    }
-                })
-                .collect()
+            rows(&|i| Value::String(a.value(i).to_owned()))
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::Bytes(a.value(i).to_vec())
-                    }
-                })
-                .collect()
+            rows(&|i| Value::Bytes(a.value(i).to_vec()))
         }
         DataType::List(_) => {
             let a = array.as_list::<i32>();
