@@ -40,7 +40,7 @@ pub(crate) struct Commit {
     /// so far.
     pub(crate) newly_failed: Vec<FailedChunk>,
     /// The input's fingerprint over items `[0, next_item)`.
-    pub(crate) fingerprint: Box<Fingerprint>,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 #[derive(Default)]

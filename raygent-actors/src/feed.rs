@@ -2,8 +2,7 @@
 //! I/O and need not be `Send`, and it is never collected) and cuts it into
 //! chunks to run.
 
-use raygent_core::{Chunk, Chunks, Error, Fingerprint, StopHandle};
-use serde::Serialize;
+use raygent_core::{Chunk, Chunks, Error, StopHandle};
 
 use crate::flow::Run;
 
@@ -22,36 +21,22 @@ pub(crate) struct Fed {
 pub(crate) struct Feeder<C> {
     chunks: Chunks<C>,
     stop: Option<StopHandle>,
-    /// The input's fingerprint so far, when the job checkpoints: each run
-    /// carries the value after its chunk, for the checkpoint that ends
-    /// there.
-    fingerprint: Option<Fingerprint>,
     pub(crate) fed: Fed,
 }
 
 impl<C, T, E> Feeder<C>
 where
     C: Iterator<Item = Result<T, E>>,
-    T: Serialize,
     E: Into<raygent_core::BoxError>,
 {
-    pub(crate) fn new(
-        chunks: Chunks<C>,
-        stop: Option<StopHandle>,
-        fingerprint: Option<Fingerprint>,
-    ) -> Self {
+    pub(crate) fn new(chunks: Chunks<C>, stop: Option<StopHandle>) -> Self {
         let fed = Fed {
             items: chunks.next_start(),
             chunks: chunks.next_index(),
             end_chunk: chunks.next_index(),
             ..Fed::default()
         };
-        Feeder {
-            chunks,
-            stop,
-            fingerprint,
-            fed,
-        }
+        Feeder { chunks, stop, fed }
     }
 
     /// The index of the next chunk.
@@ -79,28 +64,12 @@ where
         }
     }
 
-    /// Counts `chunk` as fed and makes it a run (fingerprinting its items
-    /// when the job checkpoints); `None` if an item cannot be fingerprinted
-    /// (kept as the error).
+    /// Counts `chunk` as fed and makes it a run.
     #[inline(always)]
-    pub(crate) fn admit(&mut self, chunk: Chunk<T>) -> Option<Run<T>> {
-        let fingerprint = match self.fingerprint.as_mut() {
-            Some(fp) => {
-                if let Err(e) = fp.update_items(&chunk.items) {
-                    self.fed.input_error = Some(e);
-                    return None;
-                }
-                Some(Box::new(fp.clone()))
-            }
-            None => None,
-        };
+    pub(crate) fn admit(&mut self, chunk: Chunk<T>) -> Run<T> {
         self.fed.items += chunk.items.len() as u64;
         self.fed.chunks += 1;
         self.fed.end_chunk = chunk.index + 1;
-        Some(Run {
-            chunk,
-            attempt: 1,
-            fingerprint,
-        })
+        Run { chunk, attempt: 1 }
     }
 }

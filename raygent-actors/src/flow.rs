@@ -8,10 +8,11 @@
 //! ```
 //!
 //! Data flows one way: each stage owns what it holds and hands it on.
-//! Nothing a chunk needs later (its items' fingerprint, for the checkpoint)
-//! is kept aside in a shared table: it travels with the chunk.
+//! Nothing a chunk needs later (its items' hash, for the checkpoint's
+//! input fingerprint) is kept aside in a shared table: it travels with the
+//! chunk.
 
-use raygent_core::{Chunk, Error, FailedChunk, Fingerprint};
+use raygent_core::{Chunk, ChunkHash, Error, FailedChunk};
 
 /// A chunk to run, and which attempt this is (from 1).
 ///
@@ -21,8 +22,6 @@ use raygent_core::{Chunk, Error, FailedChunk, Fingerprint};
 pub(crate) struct Run<I> {
     pub(crate) chunk: Chunk<I>,
     pub(crate) attempt: u32,
-    /// The input's fingerprint after this chunk, when the job checkpoints.
-    pub(crate) fingerprint: Option<Box<Fingerprint>>,
 }
 
 /// How one chunk ended, reported by a task actor (or by the supervisor for a
@@ -37,6 +36,10 @@ pub(crate) enum Finished<O> {
     /// It failed on every attempt under `FailurePolicy::Abort`: the job
     /// stops with `error`.
     Aborted { index: u64, error: Error },
+    /// Its items could not be hashed for the input fingerprint: the job
+    /// stops with `error` (an [`Error::Input`]) once every chunk before it
+    /// is handed on, as it would at a bad input record.
+    BadInput { index: u64, error: Error },
 }
 
 /// A chunk leaving the reorder stage, in input order, for the sink.
@@ -44,8 +47,9 @@ pub(crate) enum Finished<O> {
 pub(crate) struct Released<O> {
     pub(crate) index: u64,
     pub(crate) outcome: Outcome<O>,
-    /// The input's fingerprint after this chunk, when the job checkpoints.
-    pub(crate) fingerprint: Option<Box<Fingerprint>>,
+    /// The hash of its items, when the job checkpoints: the sink chains
+    /// it into the input's fingerprint.
+    pub(crate) fingerprint: Option<ChunkHash>,
 }
 
 /// What a released chunk holds.

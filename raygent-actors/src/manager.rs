@@ -237,9 +237,10 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             options.save_interval,
             link,
             &start,
+            fingerprint,
             options.progress.clone().unwrap_or_default(),
         );
-        let feeder = Feeder::new(chunks, options.stop.clone(), fingerprint);
+        let feeder = Feeder::new(chunks, options.stop.clone());
         let ran = if self.sequential {
             run_sequential(&self.factory, feeder, sink, &options, first_task)
         } else {

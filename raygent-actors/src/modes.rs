@@ -43,12 +43,11 @@ where
         options.stop.clone(),
         window,
         options.progress.clone().unwrap_or_default(),
-    );
+    )
+    .hashing_chunks(sink.fingerprints());
     let mut abort = None;
     while let Some(chunk) = feeder.next_chunk() {
-        let Some(mut run) = feeder.admit(chunk) else {
-            break;
-        };
+        let mut run = feeder.admit(chunk);
         let finished = loop {
             match actor.attempt(run) {
                 Step::Finished(f) => break f,
@@ -61,7 +60,7 @@ where
         match finished {
             Finished::Ready(r) => sink.consume(r),
             Finished::Dropped { .. } => break,
-            Finished::Aborted { error, .. } => {
+            Finished::Aborted { error, .. } | Finished::BadInput { error, .. } => {
                 abort = Some(error);
                 break;
             }
@@ -109,6 +108,7 @@ where
         rules: rules(options),
         stop: options.stop.clone(),
         progress: options.progress.clone().unwrap_or_default(),
+        fingerprint: sink.fingerprints(),
         first_task,
         queue: Arc::clone(&queue),
         window: Arc::clone(&window),
@@ -180,11 +180,7 @@ where
             feeder.fed.interrupted = !window.is_halted();
             break;
         }
-        let Some(run) = feeder.admit(chunk) else {
-            window.halt();
-            break;
-        };
-        queue.push(run);
+        queue.push(feeder.admit(chunk));
     }
     let _ = finished_tx.send(SaverMsg::InputEnd {
         end: feeder.fed.end_chunk,

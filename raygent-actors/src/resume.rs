@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raygent_core::{Chunks, Error, Fingerprint, ResumePoint, Task};
+use raygent_core::{ChunkHasher, Chunks, Error, Fingerprint, ResumePoint, Task};
 
 use crate::checkpoint::{CheckpointActor, CommitSender, Step0Gate};
 use crate::options::SubmitOptions;
@@ -209,9 +209,10 @@ impl Resumer {
         C: Iterator<Item = Result<T, E>>,
     {
         let target = self.start.next_chunk;
+        let mut hasher = ChunkHasher::new();
         while chunks.next_index() < target {
             match chunks.next() {
-                Some(Ok(chunk)) => self.fingerprint.update_items(&chunk.items)?,
+                Some(Ok(chunk)) => self.fingerprint.add(hasher.hash_chunk(&chunk)?),
                 Some(Err(e)) => {
                     return Err(Error::Input {
                         item: e.item,

@@ -48,6 +48,9 @@ pub(crate) struct SaverActor<O, H> {
     received: u64,
     end: Option<u64>,
     abort: Option<Error>,
+    /// A chunk whose items could not be fingerprinted: the job stops once
+    /// every chunk before it is handed on.
+    bad_input: Option<u64>,
 }
 
 /// The saver actor's thread: its report, or why it panicked.
@@ -69,6 +72,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> SaverActor<O, H> {
             received: 0,
             end: None,
             abort: None,
+            bad_input: None,
         }
     }
 
@@ -152,12 +156,18 @@ impl<O: Send + 'static, H: ResultHandler<O>> SaverActor<O, H> {
                     self.reorder.end_at(index);
                     self.abort.get_or_insert(error);
                 }
+                Finished::BadInput { index, error } => {
+                    self.reorder.end_at(index);
+                    self.abort.get_or_insert(error);
+                    self.bad_input = Some(self.bad_input.map_or(index, |b| b.min(index)));
+                }
             }
         }
         while let Some(r) = self.reorder.pop() {
             self.sink.consume(r);
         }
-        if self.sink.error.is_some() {
+        if self.sink.error.is_some() || self.bad_input.is_some_and(|b| self.sink.next_chunk() >= b)
+        {
             self.window.halt();
         }
         self.window.release(self.sink.next_chunk());

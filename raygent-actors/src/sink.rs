@@ -21,7 +21,7 @@ struct InFlight {
     chunks: Range<u64>,
     items: Range<u64>,
     results: u64,
-    fingerprint: Option<Box<Fingerprint>>,
+    fingerprint: Option<Fingerprint>,
 }
 
 /// Where a checkpointed job's commits go.
@@ -43,8 +43,9 @@ pub(crate) struct Sink<O, H> {
     buf: Vec<O>,
     batch_chunks: Range<u64>,
     batch_items: Range<u64>,
-    /// The input's fingerprint after the batch's last chunk.
-    batch_fingerprint: Option<Box<Fingerprint>>,
+    /// The input's fingerprint after the last chunk consumed, when the job
+    /// checkpoints: the chain of the chunks' hashes, in input order.
+    fingerprint: Option<Fingerprint>,
     /// Results handed on by this run.
     pub(crate) results: u64,
     /// Results committed, by this run and earlier ones.
@@ -71,6 +72,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         save_interval: usize,
         checkpoint: Option<CheckpointLink>,
         start: &StartPoint,
+        fingerprint: Option<Fingerprint>,
         progress: Progress,
     ) -> Self {
         let (first_chunk, first_item) = (start.next_chunk, start.next_item);
@@ -84,7 +86,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             buf: Vec::new(),
             batch_chunks: first_chunk..first_chunk,
             batch_items: first_item..first_item,
-            batch_fingerprint: None,
+            fingerprint,
             results: 0,
             committed_results: start.results,
             saves: 0,
@@ -95,6 +97,12 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             next_chunk: first_chunk,
             progress,
         }
+    }
+
+    /// Whether chunks must come with their items' hash, for the input
+    /// fingerprint.
+    pub(crate) fn fingerprints(&self) -> bool {
+        self.fingerprint.is_some()
     }
 
     /// Takes the next chunk in input order.
@@ -128,7 +136,14 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         }
         self.batch_chunks.end = index + 1;
         self.batch_items.end = item_end;
-        self.batch_fingerprint = released.fingerprint;
+        if let (Some(fp), Some(hash)) = (self.fingerprint.as_mut(), released.fingerprint) {
+            fp.add(hash);
+        } else if self.fingerprint.is_some() {
+            self.error = Some(Error::Runtime(format!(
+                "chunk {index} came without the hash of its items"
+            )));
+            return;
+        }
         self.progress.set_position(index + 1, item_end);
         if self.saver.is_none() {
             self.batch_chunks.start = self.batch_chunks.end;
@@ -174,7 +189,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 chunks: self.batch_chunks.clone(),
                 items: self.batch_items.clone(),
                 results: self.buf.len() as u64,
-                fingerprint: self.batch_fingerprint.take(),
+                fingerprint: self.fingerprint,
             });
             // The saver holds what it needs (encoded) once `submit` returns.
             let results = std::mem::take(&mut self.buf);

@@ -60,6 +60,8 @@ pub(crate) struct PoolConfig<F: TaskFactory> {
     /// A task instance already made (to read its identity for a resume):
     /// the first task actor takes it instead of making one.
     pub(crate) first_task: Option<Box<F::Task>>,
+    /// Whether the task actors hash each chunk for the input fingerprint.
+    pub(crate) fingerprint: bool,
     pub(crate) queue: Arc<RunQueue<Run<In<F>>>>,
     pub(crate) window: Arc<Window>,
     /// The saver actor's mailbox.
@@ -119,7 +121,8 @@ impl<F: TaskFactory> Supervisor<F> {
                     cfg.stop.clone(),
                     Arc::clone(&cfg.window),
                     cfg.progress.clone(),
-                );
+                )
+                .hashing_chunks(cfg.fingerprint);
                 let outbox = Arc::new(Outbox::new(cfg.finished.clone()));
                 outboxes.push(Arc::clone(&outbox));
                 let worker = Worker {

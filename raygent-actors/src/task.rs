@@ -12,7 +12,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raygent_core::{Error, FailedChunk, FailurePolicy, RetryPolicy, StopHandle, Task, TaskFactory};
+use raygent_core::{
+    Chunk, ChunkHash, ChunkHasher, Error, FailedChunk, FailurePolicy, RetryPolicy, StopHandle,
+    Task, TaskFactory,
+};
 
 use crate::exec::{panic_message, run_chunk};
 use crate::flow::{Finished, Outcome, Released, Run};
@@ -68,6 +71,10 @@ pub(crate) struct TaskActor<F: TaskFactory> {
     /// Halted when the job aborts: queued chunks are then dropped unrun too.
     window: Arc<Window>,
     progress: Progress,
+    /// When the job checkpoints: hashes a finished chunk's items for the
+    /// input fingerprint, here on the task's thread rather than on the
+    /// feeder that every chunk passes.
+    hasher: Option<ChunkHasher>,
     pub(crate) stats: AttemptStats,
 }
 
@@ -89,8 +96,16 @@ impl<F: TaskFactory> TaskActor<F> {
             stop,
             window,
             progress,
+            hasher: None,
             stats: AttemptStats::default(),
         }
+    }
+
+    /// Hashes each finished chunk's items, for the input fingerprint of a
+    /// checkpointed job (`yes`).
+    pub(crate) fn hashing_chunks(mut self, yes: bool) -> Self {
+        self.hasher = yes.then(ChunkHasher::new);
+        self
     }
 
     /// Whether the job is stopping (a stop, or an abort): nothing new starts.
@@ -127,11 +142,7 @@ impl<F: TaskFactory> TaskActor<F> {
 
     #[inline(always)]
     fn judged_attempt(&mut self, run: Run<In<F>>) -> Step<In<F>, Out<F>> {
-        let Run {
-            chunk,
-            attempt,
-            fingerprint,
-        } = run;
+        let Run { chunk, attempt } = run;
         let index = chunk.index;
         if self.stopping() {
             return Step::Finished(Finished::Dropped { index });
@@ -141,6 +152,10 @@ impl<F: TaskFactory> TaskActor<F> {
         // at chunk size 1. The events below name the chunk instead.
         let failure = match run_chunk(&*self.factory, &mut self.task, &chunk.items, self.at_once) {
             Ok(results) => {
+                let fingerprint = match self.hash(&chunk) {
+                    Ok(h) => h,
+                    Err(error) => return Step::Finished(Finished::BadInput { index, error }),
+                };
                 return Step::Finished(Finished::Ready(Released {
                     index,
                     outcome: Outcome::Done {
@@ -170,7 +185,6 @@ impl<F: TaskFactory> TaskActor<F> {
                 run: Run {
                     chunk,
                     attempt: attempt + 1,
-                    fingerprint,
                 },
                 delay,
             };
@@ -182,22 +196,34 @@ impl<F: TaskFactory> TaskActor<F> {
             attempts: attempt,
             error: failure.to_string(),
         };
-        Step::Finished(match self.rules.failure_policy {
-            FailurePolicy::Skip => Finished::Ready(Released {
-                index,
-                outcome: Outcome::Skipped(failed),
-                fingerprint,
-            }),
-            _ => {
-                // Halted here, on the task actor's thread, before it takes
-                // its next chunk: no queued chunk starts after an abort.
-                self.window.halt();
-                Finished::Aborted {
+        match self.rules.failure_policy {
+            FailurePolicy::Skip => match self.hash(&chunk) {
+                Ok(fingerprint) => Step::Finished(Finished::Ready(Released {
                     index,
-                    error: aborted(failed),
-                }
-            }
-        })
+                    outcome: Outcome::Skipped(failed),
+                    fingerprint,
+                })),
+                Err(error) => Step::Finished(Finished::BadInput { index, error }),
+            },
+            _ => self.abort(index, aborted(failed)),
+        }
+    }
+
+    /// The hash of a finished chunk's items, when the job checkpoints.
+    #[inline(always)]
+    fn hash(&mut self, chunk: &Chunk<In<F>>) -> Result<Option<ChunkHash>, Error> {
+        match self.hasher.as_mut() {
+            Some(hasher) => hasher.hash_chunk(chunk).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends the job with `error` at chunk `index`.
+    fn abort(&self, index: u64, error: Error) -> Step<In<F>, Out<F>> {
+        // Halted here, on the task actor's thread, before it takes its next
+        // chunk: no queued chunk starts after an abort.
+        self.window.halt();
+        Step::Finished(Finished::Aborted { index, error })
     }
 }
 

@@ -627,3 +627,47 @@ fn a_saver_that_cannot_resume_is_refused_for_checkpoints() {
     m.submit_tasks(0..10u64, SubmitOptions::new().with_saver(AppendOnly))
         .unwrap();
 }
+
+/// An item whose `Serialize` fails for one value (as a user's type may).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Picky(u64);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 777 {
+            return Err(serde::ser::Error::custom("777 has no encoding"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+#[test]
+fn an_item_that_cannot_be_fingerprinted_stops_the_job_after_every_chunk_before_it() {
+    for sequential in [false, true] {
+        let store = MemoryProgressStore::new();
+        let saver = MemorySaver::new();
+        let mut m =
+            TaskManager::with_handler(|| task_fn("square", |x: &Picky| Ok(x.0 * x.0)), Discard)
+                .with_n_cores(2)
+                .with_sequential(sequential);
+        let r = m.submit_tasks(
+            (0..2000).map(Picky),
+            SubmitOptions::new()
+                .with_chunk_size(10)
+                .with_save_interval(25)
+                .with_saver(saver.clone())
+                .with_checkpoint(ResumeConfig::new(Arc::new(store.clone()))),
+        );
+        let Err(Error::Input { item, source }) = &r else {
+            panic!("expected an input error, got {r:?}")
+        };
+        assert_eq!(*item, 777, "sequential: {sequential}");
+        let chain = raygent_core::ErrorChain(source.as_ref()).to_string();
+        assert!(chain.contains("777 has no encoding"), "{chain}");
+        // Every chunk before the one holding item 777 was run and saved, in
+        // order, and nothing after it.
+        let saved: Vec<u64> = saver.results();
+        assert_eq!(saved, (0..770).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(*store.steps().last().unwrap(), 77);
+    }
+}

@@ -4,21 +4,29 @@ use serde::Serialize;
 use serde::ser;
 use twox_hash::XxHash3_64;
 
-use crate::Error;
+use crate::{Chunk, Error};
 
-/// A 64-bit running hash over every input item, fed straight from the
-/// item's `Serialize` implementation (no encoding step, so it costs a couple
-/// of nanoseconds for a number).
+/// A 64-bit running hash over every input item, chunk by chunk, to tell
+/// on resume whether the input changed.
 ///
-/// The items are encoded self-delimitingly (a tag byte for each kind of
-/// value, lengths before strings, the ends of sequences and maps marked)
-/// into blocks of 240 bytes; each block is hashed with XXH3-64 (a specified
-/// hash, from the `twox-hash` crate) seeded with the hash of the block
-/// before, and the last, partial block with the item count after it. The
-/// values do not depend on this crate's version or on the platform. (Blocks
-/// of at most 240 bytes take XXH3's short-input path, where a seed costs
-/// nothing; one XXH3 call per block instead of one per value keeps the cost
-/// per item near a memory copy.)
+/// Its definition, fixed so that the values do not depend on this crate's
+/// version or on the platform:
+/// - Each item is encoded self-delimitingly, straight from its `Serialize`
+///   implementation: a tag byte for each kind of value, 64-bit numbers in
+///   little-endian order, lengths before strings and bytes, the ends of
+///   sequences and maps marked. The encodings of a chunk's items are
+///   concatenated (no separator is needed).
+/// - A chunk's hash ([`ChunkHash`]) is XXH3-64, seed 0, of that byte
+///   string; it is made by a [`ChunkHasher`], on whichever thread runs the
+///   chunk, so that fingerprinting costs the feeder nothing and spreads
+///   over the cores.
+/// - The fingerprint starts at 0, and each chunk in input order replaces it
+///   with XXH3-64, seeded with it, of the chunk's hash and its item count
+///   (eight little-endian bytes each). Chunk boundaries are part of the
+///   job (its chunk size), so a resumed job cuts the same chunks.
+///
+/// XXH3 is a specified hash (from the `twox-hash` crate): hashing a whole
+/// chunk at once takes its bulk path, near the speed of a memory copy.
 ///
 /// Checkpoints store the fingerprint of the input consumed so far; a resumed
 /// job recomputes it over the same prefix and refuses to go on if the two
@@ -33,93 +41,52 @@ use crate::Error;
 /// b.update_item(&"y").unwrap();
 /// assert_ne!(a.value(), b.value());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fingerprint {
-    /// The hash of the blocks so far (0 before the first).
-    seed: u64,
-    /// The block being filled.
-    block: [u8; BLOCK],
-    len: usize,
+    /// The hash chained over the chunks so far (0 before the first).
+    chain: u64,
     items: u64,
-}
-
-/// The block size: XXH3's short-input path goes up to 240 bytes.
-const BLOCK: usize = 240;
-
-impl Default for Fingerprint {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Fingerprint {
     /// The fingerprint of an empty input.
     pub fn new() -> Self {
-        Fingerprint {
-            seed: 0,
-            block: [0; BLOCK],
-            len: 0,
-            items: 0,
-        }
+        Fingerprint { chain: 0, items: 0 }
     }
 
-    /// The encoder of the items to come: the fill level is a local
-    /// ([`Enc`] owns it by value) so that it stays in a register while a
-    /// chunk's items go in, instead of a load and a store per value.
-    fn encoder(&mut self) -> Enc<'_> {
-        Enc {
-            len: self.len,
-            block: &mut self.block,
-            seed: &mut self.seed,
-        }
-    }
-
-    /// Adds one item given as raw bytes.
-    pub fn update_bytes(&mut self, bytes: &[u8]) {
-        let mut enc = self.encoder();
-        enc.bytes(T_ITEM, bytes);
-        self.len = enc.len;
-        self.items += 1;
-    }
-
-    /// Adds one item, through its `Serialize` implementation.
-    pub fn update_item<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), Error> {
-        self.update_items(std::iter::once(item))
-    }
-
-    /// Adds items in order, each through its `Serialize` implementation:
-    /// the same as [`update_item`](Self::update_item) on each, at a lower
-    /// cost per item.
+    /// Adds the next chunk, given its hash.
     ///
     /// ```
-    /// use raygent_core::Fingerprint;
+    /// use raygent_core::{ChunkHasher, Fingerprint};
+    /// let mut hasher = ChunkHasher::new();
     /// let (mut a, mut b) = (Fingerprint::new(), Fingerprint::new());
-    /// a.update_items(&[1u64, 2, 3]).unwrap();
-    /// for x in [1u64, 2, 3] {
-    ///     b.update_item(&x).unwrap();
-    /// }
-    /// assert_eq!(a.value(), b.value());
+    /// a.add(hasher.hash(&[1u64, 2, 3]).unwrap());
+    /// b.update_chunk(&[1u64, 2, 3]).unwrap();
+    /// assert_eq!(a, b);
     /// ```
-    pub fn update_items<'a, T: Serialize + ?Sized + 'a>(
+    #[inline]
+    pub fn add(&mut self, chunk: ChunkHash) {
+        let mut step = [0u8; 16];
+        step[..8].copy_from_slice(&chunk.hash.to_le_bytes());
+        step[8..].copy_from_slice(&chunk.items.to_le_bytes());
+        self.chain = XxHash3_64::oneshot_with_seed(self.chain, &step);
+        self.items += chunk.items;
+    }
+
+    /// Adds the next chunk, given its items in order (each through its
+    /// `Serialize` implementation); the same as [`add`](Self::add) with
+    /// their [`ChunkHasher::hash`].
+    pub fn update_chunk<'a, T: Serialize + ?Sized + 'a>(
         &mut self,
         items: impl IntoIterator<Item = &'a T>,
     ) -> Result<(), Error> {
-        // No separator between items: every value's encoding is
-        // self-delimiting (tags, lengths, end markers), and the item count
-        // goes into `value`.
-        let mut enc = self.encoder();
-        let mut added = 0;
-        let mut outcome = Ok(());
-        for item in items {
-            if let Err(e) = item.serialize(&mut enc) {
-                outcome = Err(Error::codec("fingerprinting an input item", e));
-                break;
-            }
-            added += 1;
-        }
-        self.len = enc.len;
-        self.items += added;
-        outcome
+        self.add(ChunkHasher::new().hash(items)?);
+        Ok(())
+    }
+
+    /// Adds one item as a chunk of its own.
+    pub fn update_item<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), Error> {
+        self.update_chunk(std::iter::once(item))
     }
 
     /// How many items went in.
@@ -129,89 +96,106 @@ impl Fingerprint {
 
     /// The fingerprint, as 16 hex digits.
     pub fn value(&self) -> String {
-        let mut last = [0u8; BLOCK + 8];
-        last[..self.len].copy_from_slice(&self.block[..self.len]);
-        last[self.len..self.len + 8].copy_from_slice(&self.items.to_le_bytes());
-        let h = XxHash3_64::oneshot_with_seed(self.seed, &last[..self.len + 8]);
-        format!("{h:016x}")
+        format!("{:016x}", self.chain)
     }
 }
 
-/// The encoding's writer: fills the block, hashing it into the seed each
-/// time it is full.
+/// The hash of one chunk's items and how many there are: what a chunk adds
+/// to a [`Fingerprint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHash {
+    hash: u64,
+    items: u64,
+}
+
+/// Hashes chunks of items for a [`Fingerprint`], reusing one buffer for
+/// their encoding.
+///
+/// ```
+/// use raygent_core::ChunkHasher;
+/// let mut hasher = ChunkHasher::new();
+/// assert_eq!(hasher.hash(&["a", "b"]).unwrap(), hasher.hash(&["a", "b"]).unwrap());
+/// assert_ne!(hasher.hash(&["ab"]).unwrap(), hasher.hash(&["a", "b"]).unwrap());
+/// ```
+#[derive(Debug, Default)]
+pub struct ChunkHasher {
+    buf: Vec<u8>,
+}
+
+impl ChunkHasher {
+    /// A hasher with an empty buffer.
+    pub fn new() -> Self {
+        ChunkHasher { buf: Vec::new() }
+    }
+
+    /// The hash of a chunk holding `items`, in order. Fails only if an
+    /// item's `Serialize` implementation reports an error:
+    /// [`Error::Input`] with the item's position among `items`.
+    #[inline]
+    pub fn hash<'a, T: Serialize + ?Sized + 'a>(
+        &mut self,
+        items: impl IntoIterator<Item = &'a T>,
+    ) -> Result<ChunkHash, Error> {
+        self.hash_from(0, items)
+    }
+
+    /// The hash of `chunk`'s items; an error names the item by its index
+    /// in the input.
+    #[inline]
+    pub fn hash_chunk<T: Serialize>(&mut self, chunk: &Chunk<T>) -> Result<ChunkHash, Error> {
+        self.hash_from(chunk.start, &chunk.items)
+    }
+
+    #[inline]
+    fn hash_from<'a, T: Serialize + ?Sized + 'a>(
+        &mut self,
+        first: u64,
+        items: impl IntoIterator<Item = &'a T>,
+    ) -> Result<ChunkHash, Error> {
+        self.buf.clear();
+        let mut enc = Enc { out: &mut self.buf };
+        let mut count = 0;
+        for item in items {
+            if let Err(e) = item.serialize(&mut enc) {
+                return Err(Error::Input {
+                    item: first + count,
+                    source: Box::new(Error::codec("fingerprinting the item", e)),
+                });
+            }
+            count += 1;
+        }
+        Ok(ChunkHash {
+            hash: XxHash3_64::oneshot(&self.buf),
+            items: count,
+        })
+    }
+}
+
+/// The encoding's writer.
 #[derive(Debug)]
 struct Enc<'a> {
-    len: usize,
-    block: &'a mut [u8; BLOCK],
-    seed: &'a mut u64,
-}
-
-/// Appends `bytes` to a block filled up to `len`, hashing each block as it
-/// fills; returns the new fill level. Out of line and given the fields
-/// rather than the encoder, so the callers' fast paths keep `len` in a
-/// register.
-#[cold]
-#[inline(never)]
-fn put_slow(block: &mut [u8; BLOCK], seed: &mut u64, mut len: usize, mut bytes: &[u8]) -> usize {
-    loop {
-        let room = BLOCK - len;
-        if bytes.len() < room {
-            block[len..len + bytes.len()].copy_from_slice(bytes);
-            return len + bytes.len();
-        }
-        let (now, rest) = bytes.split_at(room);
-        block[len..].copy_from_slice(now);
-        *seed = XxHash3_64::oneshot_with_seed(*seed, &block[..]);
-        len = 0;
-        bytes = rest;
-    }
+    out: &'a mut Vec<u8>,
 }
 
 impl Enc<'_> {
-    /// Appends bytes of the encoding. A block these bytes fill exactly is
-    /// hashed at once (by `put_slow`), as the pinned values require.
+    /// Appends bytes of the encoding.
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        if end < BLOCK {
-            self.block[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-            return;
-        }
-        self.len = put_slow(self.block, self.seed, self.len, bytes);
+        self.out.extend_from_slice(bytes);
     }
 
     /// Marks what kind of value follows (or a sequence's end).
     #[inline]
     fn tag(&mut self, tag: u8) {
-        if self.len + 1 < BLOCK {
-            self.block[self.len] = tag;
-            self.len += 1;
-            return;
-        }
-        self.len = put_slow(self.block, self.seed, self.len, &[tag]);
+        self.out.push(tag);
     }
 
     /// A value's kind and its 64 bits.
     #[inline]
     fn tagged(&mut self, tag: u8, word: u64) {
-        // The common case, written out: nine bytes that fit in the block,
-        // stored without a call to memcpy. (Filling it exactly leaves it
-        // unhashed until the next byte, unlike `put`: the pinned values
-        // were made so.)
-        if let Some(dst) = self.block.get_mut(self.len..self.len + 9) {
-            dst[0] = tag;
-            dst[1..].copy_from_slice(&word.to_le_bytes());
-            self.len += 9;
-            return;
-        }
-        let w = word.to_le_bytes();
-        self.len = put_slow(
-            self.block,
-            self.seed,
-            self.len,
-            &[tag, w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]],
-        );
+        let mut b = [tag; 9];
+        b[1..].copy_from_slice(&word.to_le_bytes());
+        self.out.extend_from_slice(&b);
     }
 
     #[inline]
@@ -227,7 +211,6 @@ impl Enc<'_> {
 }
 
 // Tags keep values of different kinds apart (0u8 vs false vs None ...).
-const T_ITEM: u8 = 1;
 const T_BOOL: u8 = 2;
 const T_INT: u8 = 3;
 const T_FLOAT: u8 = 4;
@@ -514,20 +497,52 @@ mod tests {
         assert_ne!(fp(&[(1u8, 2u8)]), fp(&[1u8, 2u8].map(|x| (x, x))));
     }
 
-    // Computed independently with Python's `xxhash` package over the
-    // encoding described on `Fingerprint` (tag 3 and eight little-endian
-    // bytes per u64, 240-byte blocks chained by seed, then the item count).
-    const PINNED_1_TO_5: &str = "69ef0097f1c777f7";
-    const PINNED_0_TO_99: &str = "4348128cdd2b8dd1";
+    /// The fingerprint of `chunks`, each a chunk of items.
+    fn chunked(chunks: &[&[u64]]) -> String {
+        let mut f = Fingerprint::new();
+        let mut hasher = ChunkHasher::new();
+        for c in chunks {
+            f.add(hasher.hash(*c).unwrap());
+        }
+        f.value()
+    }
+
+    // Computed independently with Python's `xxhash` package (4.1.0) over
+    // the definition on `Fingerprint`: tag 3 and eight little-endian bytes
+    // per u64, XXH3-64 of each chunk's bytes, chained by seed with each
+    // chunk's item count.
+    const PINNED_1_TO_5: &str = "ec22770680ac2d12";
+    const PINNED_1_TO_5_ONE_PER_CHUNK: &str = "143ffcf471c19c51";
+    const PINNED_0_TO_99: &str = "5503156e80ed7dc6";
+    const PINNED_0_TO_99_TEN_PER_CHUNK: &str = "8306d3f31178b907";
 
     /// The encoding and the hash are fixed: a change here makes every
     /// existing checkpoint unresumable, so it must be deliberate.
     #[test]
     fn values_are_pinned() {
-        assert_eq!(fp(&[1u64, 2, 3, 4, 5]), PINNED_1_TO_5);
-        // Across a block boundary (27 items of 9 bytes each > 240 bytes).
+        assert_eq!(chunked(&[&[1, 2, 3, 4, 5]]), PINNED_1_TO_5);
+        assert_eq!(fp(&[1u64, 2, 3, 4, 5]), PINNED_1_TO_5_ONE_PER_CHUNK);
+        // Past XXH3's short inputs (900 bytes in one chunk).
         let many: Vec<u64> = (0..100).collect();
-        assert_eq!(fp(&many), PINNED_0_TO_99);
+        assert_eq!(chunked(&[&many]), PINNED_0_TO_99);
+        let tens: Vec<&[u64]> = many.chunks(10).collect();
+        assert_eq!(chunked(&tens), PINNED_0_TO_99_TEN_PER_CHUNK);
+    }
+
+    #[test]
+    fn chunk_boundaries_count_and_the_hasher_keeps_nothing_between_chunks() {
+        assert_ne!(chunked(&[&[1, 2], &[3]]), chunked(&[&[1], &[2, 3]]));
+        let mut hasher = ChunkHasher::new();
+        let long: Vec<u64> = (0..1000).collect();
+        hasher.hash(&long).unwrap();
+        assert_eq!(
+            hasher.hash(&[7u64]).unwrap(),
+            ChunkHasher::new().hash(&[7u64]).unwrap()
+        );
+        let mut a = Fingerprint::new();
+        a.update_chunk(&[1u64, 2]).unwrap();
+        assert_eq!(a.items(), 2);
+        assert_eq!(a.value(), chunked(&[&[1, 2]]));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use crate::chunk::{Chunk, Chunks, InputError};
 pub use crate::codec::{CborSeqReader, MAX_FRAME_LEN, from_cbor, read_frame, to_cbor, write_frame};
 pub use crate::error::{BoxError, Error, ErrorChain, Result, SaveError, TaskError};
 pub use crate::failpoint::failpoint;
-pub use crate::fingerprint::Fingerprint;
+pub use crate::fingerprint::{ChunkHash, ChunkHasher, Fingerprint};
 pub use crate::handler::{Collect, Discard, Fold, OnlineMean, ResultHandler};
 pub use crate::report::{FailedChunk, JobReport};
 pub use crate::retry::{FailurePolicy, RetryPolicy};
