@@ -32,7 +32,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::codec::{self, Reader};
-use crate::value::{Data, Value, decode, dumps_chunk, unpickle};
+use crate::value::{ChunkWire, Data, Value, decode, dumps_chunk, unpickle};
 
 /// The kind byte of a CBOR blob.
 pub const KIND_CBOR: u8 = b'C';
@@ -355,21 +355,23 @@ impl Blob {
     }
 }
 
-/// Whether `data` is a sequence of whole blobs, each element in its place
-/// (what a worker and a chunk's fingerprint expect).
-pub fn is_whole<'a>(mut data: impl Iterator<Item = &'a Data>) -> bool {
+/// The blobs of `data` if it is a sequence of whole blobs, each element
+/// in its place (what a worker expects), else `None`.
+pub fn whole<'a>(mut data: impl Iterator<Item = &'a Data>) -> Option<Vec<ChunkWire>> {
+    let mut chunks = Vec::with_capacity(1);
     loop {
         let blob = match data.next() {
-            None => return true,
+            None => return Some(chunks),
             Some(Data::Part(b, 0)) => b,
-            Some(_) => return false,
+            Some(_) => return None,
         };
         for k in 1..blob.len() {
             match data.next() {
                 Some(Data::Part(b, i)) if *i as usize == k && Arc::ptr_eq(b, blob) => {}
-                _ => return false,
+                _ => return None,
             }
         }
+        chunks.push(ChunkWire(Arc::clone(blob)));
     }
 }
 

@@ -267,16 +267,6 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    /// Reads a `null` if one is next.
-    pub fn null(&mut self) -> bool {
-        if self.buf.get(self.pos) == Some(&0xf6) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Whether the next item is a byte string (without reading it).
     pub fn at_byte_string(&self) -> bool {
         self.buf.get(self.pos).is_some_and(|b| b >> 5 == BYTES)

@@ -13,7 +13,7 @@ use raygent_actors::worker::{ProcessTask, RustWorker};
 use raygent_core::{Task, TaskError};
 
 use crate::blob::{Blob, Encoding, Source};
-use crate::value::{Data, Item, Out, Reply};
+use crate::value::{ChunkWire, Data, Item, Out};
 
 /// What every task instance of one job shares.
 pub struct Shared {
@@ -239,10 +239,11 @@ impl Task for LocalTask {
 pub struct PyWorkerTask;
 
 impl Task for PyWorkerTask {
-    type Input = Item;
-    type Output = Reply;
+    /// A whole chunk of items; the reply is its results, as one chunk.
+    type Input = ChunkWire;
+    type Output = ChunkWire;
 
-    fn process_item(&mut self, _item: &Item) -> Result<Reply, TaskError> {
+    fn process_item(&mut self, _chunk: &ChunkWire) -> Result<ChunkWire, TaskError> {
         Err("a Python worker task runs in a worker process only".into())
     }
 }
@@ -274,15 +275,17 @@ impl Task for ProcTask {
     }
 
     fn process_items(&mut self, items: &[Item]) -> Result<Vec<Out>, TaskError> {
-        let result = if crate::blob::is_whole(items.iter().map(|i| &i.data)) {
-            self.inner.process_items(items)
-        } else {
+        let chunks = match crate::blob::whole(items.iter().map(|i| &i.data)) {
+            Some(chunks) => Ok(chunks),
             // Not the chunks the input was encoded in: encode these items
             // as one chunk (never the case when the runtime chunks the
             // input as `PyInput` does).
-            reencode(items).and_then(|items| self.inner.process_items(&items))
+            None => reencode(items).map(|c| vec![c]),
         };
-        let result = result.and_then(unpack);
+        let result = chunks.and_then(|chunks| {
+            let replies = self.inner.process_items(&chunks)?;
+            unpack(&chunks, replies)
+        });
         self.shared.record(items, &result);
         result
     }
@@ -297,8 +300,8 @@ impl Task for ProcTask {
 }
 
 /// `items` as one chunk, encoded afresh.
-fn reencode(items: &[Item]) -> Result<Vec<Item>, TaskError> {
-    Python::attach(|py| -> Result<Vec<Item>, TaskError> {
+fn reencode(items: &[Item]) -> Result<ChunkWire, TaskError> {
+    Python::attach(|py| -> Result<ChunkWire, TaskError> {
         let objs = crate::blob::to_py_vec(py, items.iter().map(|i| &i.data))
             .map_err(|e| describe_error(py, &e))?;
         let wire =
@@ -308,45 +311,25 @@ fn reencode(items: &[Item]) -> Result<Vec<Item>, TaskError> {
                     describe_error(py, &e)
                 )
             })?;
-        let blob = Arc::new(Blob::from_wire(wire).map_err(|e| e.to_string())?);
-        Ok(items
-            .iter()
-            .enumerate()
-            .map(|(k, it)| Item {
-                index: it.index,
-                data: Data::Part(Arc::clone(&blob), k as u32),
-            })
-            .collect())
+        Ok(ChunkWire(Arc::new(
+            Blob::from_wire(wire).map_err(|e| e.to_string())?,
+        )))
     })
 }
 
-/// A worker's reply as results: each blob's wire (in the place of its
-/// first result) and the places after it become elements of one shared blob.
-fn unpack(replies: Vec<Reply>) -> Result<Vec<Out>, TaskError> {
-    let broken = |what: String| -> TaskError {
-        format!("the worker's reply does not hold whole chunks of results: {what}").into()
-    };
-    let total = replies.len();
-    let mut outs = Vec::with_capacity(total);
-    let mut replies = replies.into_iter();
-    while let Some(first) = replies.next() {
-        let i = outs.len();
-        let Reply::Wire(wire) = first else {
-            return Err(broken(format!("result {i} is not the start of a chunk")));
-        };
-        let blob = Arc::new(Blob::from_wire(wire).map_err(|e| broken(e.to_string()))?);
-        let n = blob.len();
-        if n == 0 || i + n > total {
-            return Err(broken(format!(
-                "a chunk of {n} results at result {i} of {total}"
-            )));
+/// A worker's reply, one blob of results per chunk sent, as results
+/// sharing their chunk's blob.
+fn unpack(chunks: &[ChunkWire], replies: Vec<ChunkWire>) -> Result<Vec<Out>, TaskError> {
+    let mut outs = Vec::with_capacity(chunks.iter().map(|c| c.0.len()).sum());
+    for (i, (chunk, reply)) in chunks.iter().zip(replies).enumerate() {
+        let (n, got) = (chunk.0.len(), reply.0.len());
+        if n != got {
+            return Err(format!(
+                "the worker's reply holds {got} result(s) for the {n} item(s) of chunk {i} it was sent"
+            )
+            .into());
         }
-        for k in 1..n {
-            if !matches!(replies.next(), Some(Reply::Rest)) {
-                return Err(broken(format!("result {} is not element {k}", i + k)));
-            }
-        }
-        outs.extend((0..n).map(|k| Out(Data::Part(Arc::clone(&blob), k as u32))));
+        outs.extend((0..n).map(|k| Out(Data::Part(Arc::clone(&reply.0), k as u32))));
     }
     Ok(outs)
 }

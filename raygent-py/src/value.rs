@@ -648,54 +648,38 @@ impl<'de> Deserialize<'de> for Out {
     }
 }
 
-/// One result in a worker's reply: a chunk's results come back as one
-/// blob, its wire in the place of the first result and `null` in the
-/// place of each other (see `crate::worker`); `ProcTask` turns a reply
-/// into [`Out`]s sharing the blob.
-#[derive(Debug)]
-pub enum Reply {
-    /// The wire of the blob holding this result and the ones after it.
-    Wire(Vec<u8>),
-    /// The next element of the blob before.
-    Rest,
-}
+/// A whole chunk of items (or of results) on its way to (or back from) a
+/// worker process: its blob's wire as one CBOR byte string, so that a
+/// chunk costs one value in a frame, not one per item (see
+/// `crate::worker`); `ProcTask` turns the results into [`Out`]s sharing
+/// the blob.
+#[derive(Debug, Clone)]
+pub struct ChunkWire(pub Arc<Blob>);
 
-impl Serialize for Reply {
+impl Serialize for ChunkWire {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Reply::Wire(b) => s.serialize_bytes(b),
-            Reply::Rest => s.serialize_unit(),
-        }
+        s.serialize_bytes(self.0.wire().map_err(ser::Error::custom)?)
     }
 }
 
-struct ReplyVisitor;
+struct ChunkVisitor;
 
-impl<'de> Visitor<'de> for ReplyVisitor {
-    type Value = Reply;
+impl<'de> Visitor<'de> for ChunkVisitor {
+    type Value = ChunkWire;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a chunk's encoding (a byte string) or an element's place (null)")
+        f.write_str("a chunk's encoding (a byte string)")
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Reply, E> {
-        Ok(Reply::Wire(v.to_vec()))
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ChunkWire, E> {
+        self.visit_byte_buf(v.to_vec())
     }
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Reply, E> {
-        Ok(Reply::Wire(v))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Reply, E> {
-        Ok(Reply::Rest)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Reply, E> {
-        Ok(Reply::Rest)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Reply, D::Error> {
-        d.deserialize_byte_buf(self)
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ChunkWire, E> {
+        Ok(ChunkWire(Arc::new(Blob::from_wire(v).map_err(E::custom)?)))
     }
 }
 
-impl<'de> Deserialize<'de> for Reply {
+impl<'de> Deserialize<'de> for ChunkWire {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_option(ReplyVisitor)
+        d.deserialize_byte_buf(ChunkVisitor)
     }
 }
 

@@ -1,9 +1,10 @@
 //! The worker side of the frame protocol, run by `python -m raygent._worker`.
 //!
-//! A request is one length-delimited CBOR frame holding a chunk (an array
-//! of items, the chunk's blob first); the reply is one frame holding
-//! `{"Ok": [results]}` (their blob first) or `{"Err": "traceback"}`: the
-//! protocol of the runtime's Rust workers, so
+//! A request is one length-delimited CBOR frame holding an array of
+//! chunks, each its blob's wire (a byte string; one chunk, as a rule); the
+//! reply is one frame holding `{"Ok": [results]}` (a blob of results per
+//! chunk) or `{"Err": "traceback"}`: the protocol of the runtime's Rust
+//! workers, with a whole chunk as its unit, so
 //! the runtime's `ProcessTask` drives a Python worker as it drives those
 //! (timeouts, memory limit, process group, death of the parent).
 
@@ -32,54 +33,41 @@ fn take_protocol_fds() -> io::Result<(File, File)> {
     Ok((input, output))
 }
 
-/// The items of a request: a CBOR array with one element per item, each
-/// chunk's first item the chunk's blob (a byte string, see `crate::blob`)
-/// and every other `null`, its place in the blob (see `crate::value::Item`).
-fn read_items<'py>(py: Python<'py>, frame: &[u8]) -> PyResult<Bound<'py, PyList>> {
+/// The items of a request (an array of chunks, each its blob's wire, see
+/// `crate::blob`) as one list, and how many items each chunk holds.
+fn read_items<'py>(py: Python<'py>, frame: &[u8]) -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
     let bad = |what: String| PyValueError::new_err(format!("malformed chunk request: {what}"));
     let mut r = codec::Reader::new(frame);
     let n = r.array()?;
+    let mut sizes = Vec::with_capacity(n);
     let mut objs: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut single: Option<Bound<'py, PyList>> = None;
-    let mut i = 0;
-    while i < n {
+    for i in 0..n {
         if !r.at_byte_string() {
-            return Err(bad(format!("item {i} does not start a chunk")));
+            return Err(bad(format!("element {i} is not a chunk")));
         }
         let wire = r.byte_string()?;
-        let m = blob::parse_header(wire)?.1;
-        if m == 0 || i + m > n {
-            return Err(bad(format!("a chunk of {m} items at item {i} of {n}")));
-        }
-        for k in 1..m {
-            if !r.null() {
-                return Err(bad(format!(
-                    "item {} is not element {k} of its chunk",
-                    i + k
-                )));
-            }
-        }
-        if m == n {
+        if n == 1 {
             // The usual case: the request is one chunk.
-            single = Some(blob::decode_list(py, wire)?);
+            let l = blob::decode_list(py, wire)?;
+            sizes.push(l.len());
+            single = Some(l);
         } else {
-            blob::decode_into(py, wire, &mut objs)?;
+            sizes.push(blob::decode_into(py, wire, &mut objs)?);
         }
-        i += m;
     }
     if !r.at_end() {
-        return Err(bad("bytes after the last item".into()));
+        return Err(bad("bytes after the last chunk".into()));
     }
     match single {
-        Some(l) => Ok(l),
-        None => PyList::new(py, objs),
+        Some(l) => Ok((l, sizes)),
+        None => Ok((PyList::new(py, objs)?, sizes)),
     }
 }
 
-/// Runs one chunk and writes the reply: what the runtime's `ProcessTask`
-/// reads as `Result<Vec<Out>, String>`: `{"Ok": [blob, null, null, ...]}`
-/// (the results as one blob, then a `null` in the place of each other) or
-/// `{"Err": "the traceback"}`.
+/// Runs one request and writes the reply: what the runtime's
+/// `ProcessTask` reads as `Result<Vec<Out>, String>`: `{"Ok": [blob, ...]}`
+/// (each chunk's results as one blob) or `{"Err": "the traceback"}`.
 fn run_chunk(
     py: Python<'_>,
     call: &TaskCall,
@@ -88,22 +76,35 @@ fn run_chunk(
     reply: &mut Vec<u8>,
 ) {
     let go = |reply: &mut Vec<u8>| -> PyResult<()> {
-        let items = read_items(py, frame)?;
+        let (items, sizes) = read_items(py, frame)?;
         let out = call.call(items)?;
-        let n = out.len();
-        let wire = blob::encode(py, &Source::List(&out), results).map_err(|(i, e)| {
-            let what = format!("result {i} cannot be sent back to raygent (it must be picklable)");
+        let bad_result = |at: usize, (i, e): (usize, PyErr)| {
+            let what = format!(
+                "result {} cannot be sent back to raygent (it must be picklable)",
+                at + i
+            );
             let err = PyValueError::new_err(what);
             err.set_cause(py, Some(e));
             err
-        })?;
+        };
         reply.clear();
         codec::head(reply, 5, 1);
         codec::text(reply, "Ok");
-        codec::head(reply, 4, n as u64);
-        codec::bytes(reply, &wire);
-        // The other results: `null`, their places in the blob.
-        reply.resize(reply.len() + n.saturating_sub(1), 0xf6);
+        codec::head(reply, 4, sizes.len() as u64);
+        if let [_] = sizes[..] {
+            let wire =
+                blob::encode(py, &Source::List(&out), results).map_err(|e| bad_result(0, e))?;
+            codec::bytes(reply, &wire);
+            return Ok(());
+        }
+        let mut at = 0;
+        for m in sizes {
+            let part = out.get_slice(at, at + m);
+            let wire =
+                blob::encode(py, &Source::List(&part), results).map_err(|e| bad_result(at, e))?;
+            codec::bytes(reply, &wire);
+            at += m;
+        }
         Ok(())
     };
     if let Err(e) = go(reply) {

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -145,6 +145,36 @@ pub(crate) enum Cause {
     Garbage(String),
 }
 
+/// How the worker's stdin and stdout are driven.
+enum Io {
+    /// A writer thread and a reader thread (the line protocol, whose
+    /// workers may answer before they have read everything).
+    Threads {
+        writer: Option<Sender<Vec<u8>>>,
+        /// Batches of units: all complete lines that were read together.
+        out: Mutex<Receiver<Vec<Msg>>>,
+    },
+    /// The caller's thread itself, on non-blocking pipes (frames): a round
+    /// trip wakes no thread but the worker and the caller.
+    Direct(Direct),
+}
+
+/// Frames written to and read from the worker's pipes by the caller's
+/// thread, both at once (a worker that answers before reading a whole
+/// large frame cannot deadlock it).
+struct Direct {
+    /// None once closed.
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    /// Bytes queued for stdin, from `written` on.
+    wbuf: Vec<u8>,
+    written: usize,
+    /// Bytes read from stdout that do not yet make a whole frame.
+    rbuf: Vec<u8>,
+    /// Stdout ended or failed: no more reads.
+    done: bool,
+}
+
 /// A running worker child process with its three pipes.
 pub(crate) struct WorkerProcess {
     child: Child,
@@ -152,9 +182,7 @@ pub(crate) struct WorkerProcess {
     label: String,
     memory_limit: Option<u64>,
     grace: Duration,
-    writer: Option<Sender<Vec<u8>>>,
-    /// Batches of units: all complete lines that were read together.
-    out: Mutex<Receiver<Vec<Msg>>>,
+    io: Io,
     pending: VecDeque<Msg>,
     stderr: Arc<StderrTail>,
     stderr_done: Mutex<Receiver<()>>,
@@ -232,7 +260,7 @@ impl WorkerProcess {
         let pid = child.id();
         let label = format!("{} (worker {}, pid {pid})", spec.label, spec.worker_id);
         match Self::start_threads(&mut child, spec, &label, opts.stderr_lines) {
-            Ok((writer, out, stderr, stderr_done)) => {
+            Ok((io, stderr, stderr_done)) => {
                 // Linux 5.3 and later; without it, exits are polled.
                 let pidfd = i32::try_from(pid)
                     .ok()
@@ -247,8 +275,7 @@ impl WorkerProcess {
                     label,
                     memory_limit: opts.memory_limit,
                     grace: opts.shutdown_grace,
-                    writer: Some(writer),
-                    out: Mutex::new(out),
+                    io,
                     pending: VecDeque::new(),
                     stderr,
                     stderr_done: Mutex::new(stderr_done),
@@ -276,28 +303,42 @@ impl WorkerProcess {
         spec: &Spec<'_>,
         label: &str,
         stderr_lines: usize,
-    ) -> io::Result<(
-        Sender<Vec<u8>>,
-        Receiver<Vec<Msg>>,
-        Arc<StderrTail>,
-        Receiver<()>,
-    )> {
+    ) -> io::Result<(Io, Arc<StderrTail>, Receiver<()>)> {
         let missing = || io::Error::other("a pipe of the child is missing");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
         let stderr = child.stderr.take().ok_or_else(missing)?;
         let id = spec.worker_id;
 
-        let (wtx, wrx) = mpsc::channel::<Vec<u8>>();
-        thread::Builder::new()
-            .name(format!("raygent-w{id}-in"))
-            .spawn(move || write_loop(stdin, wrx))?;
-
-        let (otx, orx) = mpsc::channel::<Vec<Msg>>();
-        let framing = spec.framing;
-        thread::Builder::new()
-            .name(format!("raygent-w{id}-out"))
-            .spawn(move || read_loop(stdout, framing, otx))?;
+        let io = match spec.framing {
+            Framing::Frames => {
+                // Our ends only: the worker's ends stay blocking.
+                rustix::io::ioctl_fionbio(&stdin, true)?;
+                rustix::io::ioctl_fionbio(&stdout, true)?;
+                Io::Direct(Direct {
+                    stdin: Some(stdin),
+                    stdout,
+                    wbuf: Vec::new(),
+                    written: 0,
+                    rbuf: Vec::new(),
+                    done: false,
+                })
+            }
+            Framing::Lines => {
+                let (wtx, wrx) = mpsc::channel::<Vec<u8>>();
+                thread::Builder::new()
+                    .name(format!("raygent-w{id}-in"))
+                    .spawn(move || write_loop(stdin, wrx))?;
+                let (otx, orx) = mpsc::channel::<Vec<Msg>>();
+                thread::Builder::new()
+                    .name(format!("raygent-w{id}-out"))
+                    .spawn(move || read_loop(stdout, Framing::Lines, otx))?;
+                Io::Threads {
+                    writer: Some(wtx),
+                    out: Mutex::new(orx),
+                }
+            }
+        };
 
         let tail = Arc::new(StderrTail {
             lines: Mutex::new(VecDeque::with_capacity(stderr_lines)),
@@ -310,7 +351,7 @@ impl WorkerProcess {
         thread::Builder::new()
             .name(format!("raygent-w{id}-err"))
             .spawn(move || stderr_loop(stderr, &tail2, &label, dtx))?;
-        Ok((wtx, orx, tail, drx))
+        Ok((io, tail, drx))
     }
 
     /// The child's process id.
@@ -323,12 +364,36 @@ impl WorkerProcess {
         &self.label
     }
 
-    /// Queues bytes for the worker's stdin (written by the writer thread, so
-    /// a worker that answers before reading everything cannot deadlock us).
+    /// Queues bytes for the worker's stdin (written by the writer thread, or
+    /// by `recv` while it reads, so a worker that answers before reading
+    /// everything cannot deadlock us).
     pub(crate) fn send(&mut self, bytes: Vec<u8>) {
-        if let Some(w) = &self.writer {
-            // A closed channel means stdin broke: the reader sees why.
-            let _ = w.send(bytes);
+        match &mut self.io {
+            Io::Threads { writer, .. } => {
+                if let Some(w) = writer {
+                    // A closed channel means stdin broke: the reader sees why.
+                    let _ = w.send(bytes);
+                }
+            }
+            Io::Direct(d) => {
+                if d.written == d.wbuf.len() {
+                    d.wbuf = bytes;
+                    d.written = 0;
+                } else {
+                    d.wbuf.extend_from_slice(&bytes);
+                }
+                // Most frames fit in the pipe: written now, in one call.
+                d.write_some();
+            }
+        }
+    }
+
+    /// Closes the worker's stdin (once what is queued for it is written,
+    /// in the threaded mode).
+    fn close_stdin(&mut self) {
+        match &mut self.io {
+            Io::Threads { writer, .. } => *writer = None,
+            Io::Direct(d) => d.stdin = None,
         }
     }
 
@@ -337,7 +402,10 @@ impl WorkerProcess {
         if let Some(m) = self.pending.pop_front() {
             return Some(m);
         }
-        let out = self.out.get_mut().unwrap_or_else(|p| p.into_inner());
+        let out = match &mut self.io {
+            Io::Threads { out, .. } => out.get_mut().unwrap_or_else(|p| p.into_inner()),
+            Io::Direct(d) => return d.recv(deadline),
+        };
         let batch = match deadline {
             None => out.recv().unwrap_or_else(|_| vec![Msg::Eof]),
             Some(d) => {
@@ -356,11 +424,20 @@ impl WorkerProcess {
     /// A unit already available without waiting, if any (kept for the next `recv`).
     pub(crate) fn peek_ready(&mut self) -> Option<&Msg> {
         if self.pending.is_empty() {
-            let out = self.out.get_mut().unwrap_or_else(|p| p.into_inner());
-            match out.try_recv() {
-                Ok(batch) => self.pending.extend(batch),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.pending.push_back(Msg::Eof),
+            match &mut self.io {
+                Io::Threads { out, .. } => {
+                    let out = out.get_mut().unwrap_or_else(|p| p.into_inner());
+                    match out.try_recv() {
+                        Ok(batch) => self.pending.extend(batch),
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => self.pending.push_back(Msg::Eof),
+                    }
+                }
+                Io::Direct(d) => {
+                    if let Some(m) = d.recv(Some(Instant::now())) {
+                        self.pending.push_back(m);
+                    }
+                }
             }
         }
         self.pending.front()
@@ -420,7 +497,7 @@ impl WorkerProcess {
         // The leader is not reaped yet, so its pid (the group id) cannot
         // have been reused.
         kill_group(self.pid);
-        self.writer = None;
+        self.close_stdin();
         let status = self.child.wait().ok();
         self.reaped = true;
         let by_us = !exited_before
@@ -568,7 +645,7 @@ impl WorkerProcess {
         if self.reaped {
             return;
         }
-        self.writer = None; // the writer thread closes stdin once its queue is written
+        self.close_stdin(); // the writer thread closes stdin once its queue is written
         if !self.wait_exit(self.grace) {
             tracing::debug!(worker = %self.label, "worker did not exit after stdin closed; killing it");
         }
@@ -603,6 +680,152 @@ pub(crate) fn describe_status(s: ExitStatus) -> String {
             if s.core_dumped() { ", core dumped" } else { "" }
         ),
         _ => format!("ended ({s})"),
+    }
+}
+
+impl Direct {
+    /// Writes what is queued until done or the pipe is full. A broken pipe
+    /// closes stdin: the worker is gone, which reading its stdout reports.
+    fn write_some(&mut self) {
+        while self.written < self.wbuf.len() {
+            let Some(stdin) = &mut self.stdin else {
+                self.wbuf.clear();
+                self.written = 0;
+                return;
+            };
+            match stdin.write(&self.wbuf[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => self.stdin = None,
+            }
+        }
+        self.wbuf.clear();
+        self.written = 0;
+    }
+
+    fn wants_write(&self) -> bool {
+        self.stdin.is_some() && self.written < self.wbuf.len()
+    }
+
+    /// A whole frame at the start of `rbuf`, taken out of it, or an error
+    /// if its length is impossible.
+    fn take_frame(&mut self) -> Option<Msg> {
+        let head = <[u8; 4]>::try_from(self.rbuf.get(..4)?).ok()?;
+        let len = u32::from_le_bytes(head) as usize;
+        if len > raygent_core::MAX_FRAME_LEN {
+            self.done = true;
+            return Some(Msg::Failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "frame of {len} bytes exceeds the {}-byte limit",
+                    raygent_core::MAX_FRAME_LEN
+                ),
+            )));
+        }
+        if self.rbuf.len() < 4 + len {
+            return None;
+        }
+        let frame = if self.rbuf.len() == 4 + len {
+            let mut all = std::mem::take(&mut self.rbuf);
+            all.drain(..4);
+            all
+        } else {
+            let frame = self.rbuf[4..4 + len].to_vec();
+            self.rbuf.drain(..4 + len);
+            frame
+        };
+        Some(Msg::Unit(frame))
+    }
+
+    /// Reads what stdout has now. `Some` once a frame is whole or stdout
+    /// ended or failed; `None` when it would block.
+    fn read_some(&mut self) -> Option<Msg> {
+        loop {
+            if let Some(m) = self.take_frame() {
+                return Some(m);
+            }
+            if self.done {
+                return Some(Msg::Eof);
+            }
+            let filled = self.rbuf.len();
+            let need = match self.rbuf.get(..4) {
+                Some(h) => 4 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize,
+                None => 4,
+            };
+            self.rbuf.resize(need.max(filled + 4096), 0);
+            let got = self.stdout.read(&mut self.rbuf[filled..]);
+            self.rbuf.truncate(filled + *got.as_ref().unwrap_or(&0));
+            match got {
+                Ok(0) => {
+                    self.done = true;
+                    if filled == 0 {
+                        return Some(Msg::Eof);
+                    }
+                    let what = if filled < 4 { "header" } else { "payload" };
+                    return Some(Msg::Failed(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("stream ended inside a frame {what}"),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Msg::Failed(e));
+                }
+            }
+        }
+    }
+
+    /// The next frame (or the end of stdout) by `deadline`, writing what is
+    /// queued for stdin meanwhile; `None` on timeout.
+    fn recv(&mut self, deadline: Option<Instant>) -> Option<Msg> {
+        use rustix::event::{PollFd, PollFlags};
+        loop {
+            if let Some(m) = self.read_some() {
+                return Some(m);
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    Some(
+                        rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
+                            tv_sec: i64::MAX,
+                            tv_nsec: 0,
+                        }),
+                    )
+                }
+            };
+            let write = self.wants_write();
+            let polled = match (&self.stdin, write) {
+                (Some(stdin), true) => {
+                    let mut fds = [
+                        PollFd::new(&self.stdout, PollFlags::IN),
+                        PollFd::new(stdin, PollFlags::OUT),
+                    ];
+                    rustix::event::poll(&mut fds, timeout.as_ref())
+                        .map(|_| !fds[1].revents().is_empty())
+                }
+                _ => {
+                    let mut fds = [PollFd::new(&self.stdout, PollFlags::IN)];
+                    rustix::event::poll(&mut fds, timeout.as_ref()).map(|_| false)
+                }
+            };
+            match polled {
+                Ok(true) => self.write_some(),
+                Ok(false) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Msg::Failed(e.into()));
+                }
+            }
+        }
     }
 }
 
