@@ -29,6 +29,10 @@ const TAKE: usize = 8;
 const WAKE_ANOTHER: usize = 16;
 /// The most finished chunks a task actor reports at once.
 const REPORT_AT_MOST: usize = 64;
+/// Chunks of a task that takes chunks ahead (a process worker) that take
+/// less than this on average are taken in groups too, each sent ahead
+/// while the one before runs. Slower ones gain nothing from it.
+const AHEAD_BELOW: Duration = Duration::from_millis(20);
 /// Chunks that take less than this on average are taken in groups.
 const QUICK: Duration = Duration::from_micros(20);
 /// A task actor that has spent this long on a group gives back the chunks
@@ -286,8 +290,26 @@ impl<F: TaskFactory> Worker<F> {
             let began = Instant::now();
             let n = group.len();
             let mut ran = 0u32;
-            let mut jobs = group.drain(..);
-            for run in jobs.by_ref() {
+            // A task that takes chunks ahead is told of each chunk before
+            // it runs, and of the one after it: that one is then run next,
+            // whatever else happens.
+            let ahead = self.actor.prefetches();
+            let mut next_told = false;
+            let mut jobs = group.drain(..).peekable();
+            while let Some(run) = jobs.next() {
+                let told = std::mem::take(&mut next_told);
+                if ahead {
+                    if !told {
+                        self.actor.prefetch(&run);
+                    }
+                    // Past HOLD, the rest of the group is given back.
+                    if let Some(next) = jobs.peek()
+                        && began.elapsed() < HOLD
+                    {
+                        self.actor.prefetch(next);
+                        next_told = true;
+                    }
+                }
                 match self.actor.attempt(run) {
                     Step::Finished(f) => self.outbox.push(f, began),
                     Step::RetryLater { run, delay } => {
@@ -295,7 +317,7 @@ impl<F: TaskFactory> Worker<F> {
                     }
                 }
                 ran += 1;
-                if (ran as usize) < n && began.elapsed() >= HOLD {
+                if (ran as usize) < n && !next_told && began.elapsed() >= HOLD {
                     break;
                 }
             }
@@ -303,7 +325,8 @@ impl<F: TaskFactory> Worker<F> {
             if !rest.is_empty() {
                 self.queue.push_front(rest.into_iter());
             }
-            max = if began.elapsed() < QUICK * ran {
+            let per_chunk = began.elapsed() / ran.max(1);
+            max = if per_chunk < QUICK || (ahead && per_chunk < AHEAD_BELOW) {
                 TAKE
             } else {
                 1

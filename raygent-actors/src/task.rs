@@ -113,6 +113,29 @@ impl<F: TaskFactory> TaskActor<F> {
         self.window.is_halted() || self.stop.as_ref().is_some_and(StopHandle::is_stopped)
     }
 
+    /// Whether the task takes chunks ahead (see [`Task::prefetch`]); only
+    /// whole chunks are (at once), the way they are then run.
+    pub(crate) fn prefetches(&self) -> bool {
+        self.at_once && self.task.as_ref().is_some_and(|t| t.prefetches())
+    }
+
+    /// Tells the task that `run` is next (see [`Task::prefetch`]). A panic
+    /// in it drops the task instance (a fresh one runs the chunk).
+    pub(crate) fn prefetch(&mut self, run: &Run<In<F>>) {
+        if !self.prefetches() {
+            return;
+        }
+        let items = &run.chunk.items;
+        let ok = match self.task.as_mut() {
+            Some(t) => catch_unwind(AssertUnwindSafe(|| t.prefetch(items))).is_ok(),
+            None => true,
+        };
+        if !ok {
+            let broken = self.task.take();
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(broken)));
+        }
+    }
+
     /// One attempt at `run`, judged by the job's rules.
     ///
     /// The task's own code runs under `catch_unwind` in

@@ -437,6 +437,49 @@ fn segv_once_through_the_manager() {
     );
 }
 
+/// Chunks sent ahead (`Task::prefetch`) run in the same worker, in order;
+/// a chunk sent ahead that is not the next one run is never mistaken for it.
+fn chunks_sent_ahead() {
+    let mut task = RustWorker::<Square>::new("square").task();
+    assert!(task.prefetches());
+    // No worker yet: nothing is sent.
+    task.prefetch(&[1]);
+    assert_eq!(task.process_items(&[2]).expect("ok"), [4]);
+    let pid = task.pid();
+    task.prefetch(&[3, 4]);
+    task.prefetch(&[5]);
+    assert_eq!(task.process_items(&[3, 4]).expect("ok"), [9, 16]);
+    task.prefetch(&[6]);
+    assert_eq!(task.process_items(&[5]).expect("ok"), [25]);
+    assert_eq!(task.process_items(&[6]).expect("ok"), [36]);
+    assert_eq!(task.pid(), pid, "one worker for all of them");
+    // Sent ahead, then another chunk is run instead.
+    task.prefetch(&[7]);
+    assert_eq!(task.process_items(&[8, 9]).expect("ok"), [64, 81]);
+    assert_eq!(task.process_items(&[7]).expect("ok"), [49]);
+    let pids: Vec<u32> = [pid, task.pid()].into_iter().flatten().collect();
+    drop(task);
+    assert_no_workers_left(&pids);
+}
+
+/// A task error on a chunk while the next is sent ahead: that one fails
+/// alone, once, and every result comes back in order.
+fn task_error_once_through_the_manager() {
+    use raygent_actors::{SubmitOptions, TaskManager};
+    use raygent_core::RetryPolicy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("fault-done");
+    let mut manager = TaskManager::new(faulty("err", Some(&marker)).factory()).with_n_cores(1);
+    let opts = SubmitOptions::new()
+        .with_chunk_size(2)
+        .with_at_once(true)
+        .with_retry(RetryPolicy::new(2).with_initial_backoff(Duration::from_millis(1)));
+    let report = manager.submit_tasks(0..200u64, opts).expect("job succeeds");
+    assert_eq!(manager.get_results(), squares(200).as_slice());
+    assert!(marker.exists());
+    assert_eq!(report.failures.values().sum::<u64>(), 1, "{report:?}");
+}
+
 /// The worker dies when the process that started it is SIGKILLed (no orphan).
 fn worker_dies_with_its_parent() {
     let me = std::env::current_exe().expect("current exe");
@@ -515,6 +558,11 @@ fn main() {
         (
             "segv_once_through_the_manager",
             segv_once_through_the_manager,
+        ),
+        ("chunks_sent_ahead", chunks_sent_ahead),
+        (
+            "task_error_once_through_the_manager",
+            task_error_once_through_the_manager,
         ),
     ];
     let filters: Vec<String> = std::env::args()

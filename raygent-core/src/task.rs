@@ -51,6 +51,23 @@ pub trait Task: Send + 'static {
         items.iter().map(|item| self.process_item(item)).collect()
     }
 
+    /// Whether [`prefetch`](Task::prefetch) does anything: the runtime then
+    /// hands a task the chunk after the one it runs, when it has one.
+    /// Defaults to `false`.
+    fn prefetches(&self) -> bool {
+        false
+    }
+
+    /// A hint that `items` are the next chunk this task will be given (to
+    /// [`process_items`](Task::process_items)): a task whose work happens
+    /// elsewhere (a worker process) may start it now, so that no time is
+    /// lost between chunks. The results still come from `process_items`,
+    /// which must work whatever was prefetched (the next chunk may differ,
+    /// e.g. when the job stops). Defaults to doing nothing.
+    fn prefetch(&mut self, items: &[Self::Input]) {
+        let _ = items;
+    }
+
     /// A stable name, recorded in checkpoints so a resume can tell jobs apart.
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())

@@ -290,6 +290,18 @@ impl Task for ProcTask {
         result
     }
 
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    /// The chunk goes to the worker now (see [`Task::prefetch`]), if it is
+    /// whole (as the runtime chunks the input, it always is).
+    fn prefetch(&mut self, items: &[Item]) {
+        if let Some(chunks) = crate::blob::whole(items.iter().map(|i| &i.data)) {
+            self.inner.prefetch(&chunks);
+        }
+    }
+
     fn name(&self) -> Cow<'static, str> {
         Cow::Owned(self.shared.name.clone())
     }
@@ -357,6 +369,16 @@ impl Task for PyTask {
         match self {
             PyTask::Local(t) => t.process_items(items),
             PyTask::Proc(t) => t.process_items(items),
+        }
+    }
+
+    fn prefetches(&self) -> bool {
+        matches!(self, PyTask::Proc(_))
+    }
+
+    fn prefetch(&mut self, items: &[Item]) {
+        if let PyTask::Proc(t) = self {
+            t.prefetch(items);
         }
     }
 

@@ -783,16 +783,27 @@ impl Direct {
     /// queued for stdin meanwhile; `None` on timeout.
     fn recv(&mut self, deadline: Option<Instant>) -> Option<Msg> {
         use rustix::event::{PollFd, PollFlags};
+        // A frame already read, or the end.
+        if let Some(m) = self.take_frame() {
+            return Some(m);
+        }
+        if self.done {
+            return Some(Msg::Eof);
+        }
+        // Then poll before reading: a reply is rarely there yet.
+        let mut polled_once = false;
         loop {
-            if let Some(m) = self.read_some() {
+            if polled_once && let Some(m) = self.read_some() {
                 return Some(m);
             }
+            polled_once = true;
             let timeout = match deadline {
                 None => None,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return None;
+                        // Past the deadline: only what is there already.
+                        return self.read_some();
                     }
                     Some(
                         rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {

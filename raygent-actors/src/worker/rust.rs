@@ -1,6 +1,7 @@
 //! Rust tasks in a child process: the program re-executes itself as a worker.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -251,6 +252,7 @@ impl<T: Task> RustWorker<T> {
             label: format!("`{shown}` worker for task `{}`", self.name),
             worker_id: id,
             process: None,
+            ahead: VecDeque::new(),
         }
     }
 
@@ -259,6 +261,10 @@ impl<T: Task> RustWorker<T> {
         move || self.task()
     }
 }
+
+/// The most chunks sent to a worker whose replies are not read yet: the
+/// one it runs and the one it runs next.
+const MAX_AHEAD: usize = 2;
 
 /// A [`Task`] that runs task `T` in a child process (see [`RustWorker`]).
 ///
@@ -273,6 +279,9 @@ pub struct ProcessTask<T: Task> {
     label: String,
     worker_id: u64,
     process: Option<WorkerProcess>,
+    /// The frames of the chunks sent ahead (see [`Task::prefetch`]) whose
+    /// replies have not been read yet, in the order sent.
+    ahead: VecDeque<Vec<u8>>,
 }
 
 impl<T: Task> std::fmt::Debug for ProcessTask<T> {
@@ -351,7 +360,8 @@ impl<T: Task> ProcessTask<T> {
         }
     }
 
-    fn run_chunk(&mut self, items: &[T::Input]) -> Result<Vec<T::Output>, WorkerError> {
+    /// A chunk as the frame the worker reads.
+    fn frame(&self, items: &[T::Input]) -> Result<Vec<u8>, WorkerError> {
         let mut payload = Vec::new();
         to_cbor(items, &mut payload).map_err(|e| {
             self.err(
@@ -366,11 +376,37 @@ impl<T: Task> ProcessTask<T> {
                 format!("cannot frame the chunk: {e}"),
             )
         })?;
+        Ok(frame)
+    }
+
+    fn run_chunk(&mut self, items: &[T::Input]) -> Result<Vec<T::Output>, WorkerError> {
+        let frame = self.frame(items)?;
         let timeout = self.config.options.timeout;
         let expected = items.len();
-        let p = self.ensure_started()?;
+        // Sent ahead already: its reply is the next one (or is on its way).
+        let sent = match self.ahead.pop_front() {
+            Some(ahead) if ahead == frame && self.process.is_some() => true,
+            Some(_) => {
+                // Another chunk was sent ahead: its reply would come first.
+                // A fresh worker is the simple way to never read it.
+                tracing::debug!(worker = %self.label, "a chunk sent ahead was not the next one; restarting the worker");
+                self.ahead.clear();
+                self.process = None;
+                false
+            }
+            None => false,
+        };
+        let p = if sent {
+            match self.process.as_mut() {
+                Some(p) => p,
+                None => return Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
+            }
+        } else {
+            let p = self.ensure_started()?;
+            p.send(frame);
+            p
+        };
         let deadline = timeout.map(|t| Instant::now() + t);
-        p.send(frame);
         let reply = match p.recv(deadline) {
             None => Err(Cause::Timeout {
                 got: 0,
@@ -397,10 +433,14 @@ impl<T: Task> ProcessTask<T> {
         match reply {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(self.err(WorkerErrorKind::Task, msg)),
-            Err(cause) => match self.process.take() {
-                Some(p) => Err(p.fail(cause)),
-                None => Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
-            },
+            Err(cause) => {
+                // What was sent ahead dies with the worker: sent again.
+                self.ahead.clear();
+                match self.process.take() {
+                    Some(p) => Err(p.fail(cause)),
+                    None => Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
+                }
+            }
         }
     }
 }
@@ -420,6 +460,25 @@ impl<T: Task> Task for ProcessTask<T> {
             return Ok(Vec::new());
         }
         Ok(self.run_chunk(items)?)
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    /// Sends the chunk to the worker now, if one is running and fewer than
+    /// two chunks are ahead: the worker starts on it as soon as it is done
+    /// with the one before, instead of waiting for a round trip. What goes
+    /// wrong with it is reported when it is run.
+    fn prefetch(&mut self, items: &[T::Input]) {
+        if self.ahead.len() >= MAX_AHEAD || items.is_empty() || self.process.is_none() {
+            return;
+        }
+        let Ok(frame) = self.frame(items) else { return };
+        if let Some(p) = self.process.as_mut() {
+            p.send(frame.clone());
+            self.ahead.push_back(frame);
+        }
     }
 
     fn name(&self) -> Cow<'static, str> {
