@@ -30,8 +30,9 @@ const WAKE_ANOTHER: usize = 16;
 /// The most finished chunks a task actor reports at once.
 const REPORT_AT_MOST: usize = 64;
 /// Chunks of a task that takes chunks ahead (a process worker) that take
-/// less than this on average are taken in groups too, each sent ahead
-/// while the one before runs. Slower ones gain nothing from it.
+/// less than this on average are taken in groups too (of two when they
+/// take more than half of [`HOLD`]), each sent ahead while the one before
+/// runs. Slower ones gain nothing from it.
 const AHEAD_BELOW: Duration = Duration::from_millis(20);
 /// Chunks that take less than this on average are taken in groups.
 const QUICK: Duration = Duration::from_micros(20);
@@ -326,8 +327,11 @@ impl<F: TaskFactory> Worker<F> {
                 self.queue.push_front(rest.into_iter());
             }
             let per_chunk = began.elapsed() / ran.max(1);
-            max = if per_chunk < QUICK || (ahead && per_chunk < AHEAD_BELOW) {
+            max = if per_chunk < QUICK || (ahead && per_chunk < HOLD / 2) {
                 TAKE
+            } else if ahead && per_chunk < AHEAD_BELOW {
+                // One to run, the next sent ahead.
+                2
             } else {
                 1
             };
