@@ -272,30 +272,40 @@ impl<F: TaskFactory> Worker<F> {
     /// Takes and runs chunks until the queue is closed.
     fn run(&mut self) {
         let mut group: Vec<Run<In<F>>> = Vec::new();
+        // Chunks taken while the last of a group ran, the first of them
+        // sent ahead: the next group.
+        let mut carried: Vec<Run<In<F>>> = Vec::new();
         // Until chunks prove quick, take them one at a time.
         let mut max = 1;
         let mut quick = false;
         loop {
-            if !self.queue.take(&mut group, max, false, &mut quick) {
-                break;
-            }
-            if group.is_empty() {
-                self.outbox.report();
-                if !self.queue.take(&mut group, max, true, &mut quick) {
+            let first_told = !carried.is_empty();
+            if first_told {
+                group.append(&mut carried);
+            } else {
+                if !self.queue.take(&mut group, max, false, &mut quick) {
                     break;
                 }
                 if group.is_empty() {
-                    continue;
+                    self.outbox.report();
+                    if !self.queue.take(&mut group, max, true, &mut quick) {
+                        break;
+                    }
+                    if group.is_empty() {
+                        continue;
+                    }
                 }
             }
             let began = Instant::now();
             let n = group.len();
             let mut ran = 0u32;
-            // A task that takes chunks ahead is told of each chunk before
-            // it runs, and of the one after it: that one is then run next,
-            // whatever else happens.
-            let ahead = self.actor.prefetches();
-            let mut next_told = false;
+            // A task that takes chunks ahead (of chunks quick enough for it
+            // to matter) is told of each chunk before it runs, and of the
+            // one after it: that one is then run next, whatever else
+            // happens. The one after the last of the group is taken from
+            // the queue then, so that the worker never waits between groups.
+            let ahead = max > 1 && self.actor.prefetches();
+            let mut next_told = first_told;
             let mut jobs = group.drain(..).peekable();
             while let Some(run) = jobs.next() {
                 let told = std::mem::take(&mut next_told);
@@ -303,12 +313,20 @@ impl<F: TaskFactory> Worker<F> {
                     if !told {
                         self.actor.prefetch(&run);
                     }
-                    // Past HOLD, the rest of the group is given back.
-                    if let Some(next) = jobs.peek()
-                        && began.elapsed() < HOLD
-                    {
-                        self.actor.prefetch(next);
-                        next_told = true;
+                    match jobs.peek() {
+                        // Past HOLD, the rest of the group is given back.
+                        Some(next) if began.elapsed() < HOLD => {
+                            self.actor.prefetch(next);
+                            next_told = true;
+                        }
+                        Some(_) => {}
+                        None => {
+                            // A closed queue leaves nothing to carry.
+                            let _ = self.queue.take(&mut carried, max, false, &mut quick);
+                            if let Some(next) = carried.first() {
+                                self.actor.prefetch(next);
+                            }
+                        }
                     }
                 }
                 match self.actor.attempt(run) {
@@ -329,7 +347,7 @@ impl<F: TaskFactory> Worker<F> {
             let per_chunk = began.elapsed() / ran.max(1);
             max = if per_chunk < QUICK || (ahead && per_chunk < HOLD / 2) {
                 TAKE
-            } else if ahead && per_chunk < AHEAD_BELOW {
+            } else if self.actor.prefetches() && per_chunk < AHEAD_BELOW {
                 // One to run, the next sent ahead.
                 2
             } else {
