@@ -212,17 +212,17 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             r.skip_committed(&mut chunks)?;
             report.resumed_chunks = r.start().next_chunk;
         }
-        let (start, fingerprint, link, checkpoints) = match resumer.map(Resumer::into_parts) {
+        let (start, link, checkpoints) = match resumer.map(Resumer::into_parts) {
             Some(c) => (
                 c.start,
-                Some(c.fingerprint),
                 Some(CheckpointLink {
                     commits: c.commits,
                     gate: c.gate,
+                    fingerprint: c.fingerprint,
                 }),
                 Some(c.actor),
             ),
-            None => (StartPoint::default(), None, None, None),
+            None => (StartPoint::default(), None, None),
         };
 
         // Everything that can refuse the job has run: only now does the
@@ -237,7 +237,6 @@ impl<F: TaskFactory, H: ResultHandler<Out<F>>> TaskManager<F, H> {
             options.save_interval,
             link,
             &start,
-            fingerprint,
             options.progress.clone().unwrap_or_default(),
         );
         let feeder = Feeder::new(chunks, options.stop.clone());

@@ -21,7 +21,9 @@ struct InFlight {
     chunks: Range<u64>,
     items: Range<u64>,
     results: u64,
-    fingerprint: Option<Fingerprint>,
+    /// The input's fingerprint after the batch's last chunk (unused when
+    /// the job does not checkpoint).
+    fingerprint: Fingerprint,
 }
 
 /// Where a checkpointed job's commits go.
@@ -30,6 +32,9 @@ pub(crate) struct CheckpointLink {
     /// Waited at before the saver's first write (its first `submit`, or its
     /// `finish` if nothing was submitted), when this run writes step 0.
     pub(crate) gate: Option<Step0Gate>,
+    /// The input's fingerprint after the last chunk consumed: the chain of
+    /// the chunks' hashes, in input order, from where the job starts.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// Batching, saving and result handling.
@@ -43,9 +48,6 @@ pub(crate) struct Sink<O, H> {
     buf: Vec<O>,
     batch_chunks: Range<u64>,
     batch_items: Range<u64>,
-    /// The input's fingerprint after the last chunk consumed, when the job
-    /// checkpoints: the chain of the chunks' hashes, in input order.
-    fingerprint: Option<Fingerprint>,
     /// Results handed on by this run.
     pub(crate) results: u64,
     /// Results committed, by this run and earlier ones.
@@ -72,7 +74,6 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         save_interval: usize,
         checkpoint: Option<CheckpointLink>,
         start: &StartPoint,
-        fingerprint: Option<Fingerprint>,
         progress: Progress,
     ) -> Self {
         let (first_chunk, first_item) = (start.next_chunk, start.next_item);
@@ -86,7 +87,6 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             buf: Vec::new(),
             batch_chunks: first_chunk..first_chunk,
             batch_items: first_item..first_item,
-            fingerprint,
             results: 0,
             committed_results: start.results,
             saves: 0,
@@ -102,7 +102,7 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
     /// Whether chunks must come with their items' hash, for the input
     /// fingerprint.
     pub(crate) fn fingerprints(&self) -> bool {
-        self.fingerprint.is_some()
+        self.checkpoint.is_some()
     }
 
     /// Takes the next chunk in input order.
@@ -136,13 +136,14 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
         }
         self.batch_chunks.end = index + 1;
         self.batch_items.end = item_end;
-        if let (Some(fp), Some(hash)) = (self.fingerprint.as_mut(), released.fingerprint) {
-            fp.add(hash);
-        } else if self.fingerprint.is_some() {
-            self.error = Some(Error::Runtime(format!(
-                "chunk {index} came without the hash of its items"
-            )));
-            return;
+        if let Some(link) = self.checkpoint.as_mut() {
+            let Some(hash) = released.fingerprint else {
+                self.error = Some(Error::Runtime(format!(
+                    "chunk {index} came without the hash of its items"
+                )));
+                return;
+            };
+            link.fingerprint.add(hash);
         }
         self.progress.set_position(index + 1, item_end);
         if self.saver.is_none() {
@@ -189,7 +190,11 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
                 chunks: self.batch_chunks.clone(),
                 items: self.batch_items.clone(),
                 results: self.buf.len() as u64,
-                fingerprint: self.fingerprint,
+                fingerprint: self
+                    .checkpoint
+                    .as_ref()
+                    .map(|c| c.fingerprint)
+                    .unwrap_or_default(),
             });
             // The saver holds what it needs (encoded) once `submit` returns.
             let results = std::mem::take(&mut self.buf);
@@ -237,21 +242,15 @@ impl<O: Send + 'static, H: ResultHandler<O>> Sink<O, H> {
             let newly_failed = new[..n].to_vec();
             self.failed_committed += n;
             if let Some(link) = &self.checkpoint {
-                let sent = match b.fingerprint {
-                    Some(fingerprint) => link.commits.send(Commit {
-                        next_chunk: b.chunks.end,
-                        next_item: b.items.end,
-                        results: self.committed_results,
-                        parts: self.earlier_parts + self.saves,
-                        chunks: b.chunks,
-                        newly_failed,
-                        fingerprint,
-                    }),
-                    None => Err(Error::Runtime(format!(
-                        "no input fingerprint recorded for chunk boundary {}",
-                        b.chunks.end
-                    ))),
-                };
+                let sent = link.commits.send(Commit {
+                    next_chunk: b.chunks.end,
+                    next_item: b.items.end,
+                    results: self.committed_results,
+                    parts: self.earlier_parts + self.saves,
+                    chunks: b.chunks,
+                    newly_failed,
+                    fingerprint: b.fingerprint,
+                });
                 if let Err(e) = sent {
                     self.error = Some(e);
                 }
