@@ -592,14 +592,14 @@ impl<'de> Visitor<'de> for SingleVisitor {
         self.visit_byte_buf(v.to_vec())
     }
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Data, E> {
-        let blob = Blob::from_wire(v).map_err(E::custom)?;
+        let ChunkWire(blob) = ChunkVisitor.visit_byte_buf(v)?;
         if blob.len() != 1 {
             return Err(E::custom(format!(
                 "a chunk of {} elements where one was expected",
                 blob.len()
             )));
         }
-        Ok(Data::Part(Arc::new(blob), 0))
+        Ok(Data::Part(blob, 0))
     }
 }
 
