@@ -134,6 +134,53 @@ pub fn encode(
     Ok(out)
 }
 
+/// A chunk's CBOR wire made element by element as the elements are read,
+/// for as long as each is plain data: the bytes [`encode`] writes, without
+/// a second pass over the elements.
+pub struct PlainWire {
+    out: Vec<u8>,
+    /// Where the elements start (after the header).
+    body: usize,
+    /// Elements pushed, and the count the header was written for.
+    n: usize,
+    full: usize,
+}
+
+impl PlainWire {
+    /// A wire for a chunk of (as a rule) `full` elements; `None` if that is
+    /// more than a chunk's header can count.
+    pub fn new(full: usize) -> Option<Self> {
+        let mut out = header(KIND_CBOR, full).ok()?;
+        codec::head(&mut out, 4, full as u64);
+        let body = out.len();
+        Some(PlainWire {
+            out,
+            body,
+            n: 0,
+            full,
+        })
+    }
+
+    /// Appends `x`; false if it is not plain data (or fails to encode), and
+    /// the wire is then of no use: the chunk is encoded by [`encode`].
+    pub fn push(&mut self, x: &Bound<'_, PyAny>) -> bool {
+        self.n += 1;
+        self.n <= self.full && matches!(codec::encode_plain(x, &mut self.out), Ok(true))
+    }
+
+    /// The wire; for a chunk shorter than `full` (the input's last), its
+    /// header is written again for the count it holds.
+    pub fn finish(self) -> Option<Vec<u8>> {
+        if self.n == self.full {
+            return Some(self.out);
+        }
+        let mut wire = header(KIND_CBOR, self.n).ok()?;
+        codec::head(&mut wire, 4, self.n as u64);
+        wire.extend_from_slice(&self.out[self.body..]);
+        Some(wire)
+    }
+}
+
 fn bad(what: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("malformed chunk encoding: {what}"))
 }

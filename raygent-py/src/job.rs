@@ -24,7 +24,7 @@ use raygent_core::{
 };
 use raygent_savers::Location;
 
-use crate::blob::{self, Blob, Encoding, Source};
+use crate::blob::{self, Blob, Encoding, PlainWire, Source};
 use crate::errors;
 use crate::saver::{NativeSaver, PySaver, s3_options};
 use crate::task::{LocalTask, ProcTask, PyTask, PyWorkerTask, Shared, describe_error};
@@ -37,9 +37,17 @@ const INPUT_BATCH: usize = 256;
 /// The Python input, read in batches with the interpreter attached, and
 /// grouped into blobs of `chunk_size` items (see `crate::blob`) as the
 /// runtime groups it into chunks: chunk `i` holds items `[i*n, (i+1)*n)`.
+///
+/// Items are read and encoded in one pass, and queued as whole blobs: an
+/// [`Item`] is made only when the runtime takes it, so an item costs one
+/// reference to its blob and nothing else on this thread.
 struct PyInput {
     iter: Py<PyIterator>,
-    buf: VecDeque<Result<Item, String>>,
+    /// Blobs read ahead; the first is being handed out, from `cursor` on.
+    ready: VecDeque<Arc<Blob>>,
+    cursor: u32,
+    /// What stops the input, handed out after every blob before it.
+    failure: Option<String>,
     next_index: u64,
     chunk_size: usize,
     /// Encode each chunk (parallel mode: for the workers; sequential mode:
@@ -53,15 +61,36 @@ struct PyInput {
 }
 
 impl PyInput {
+    fn new(iter: Py<PyIterator>, chunk_size: usize, sequential: bool, checkpointed: bool) -> Self {
+        PyInput {
+            iter,
+            ready: VecDeque::new(),
+            cursor: 0,
+            failure: None,
+            next_index: 0,
+            chunk_size: chunk_size.max(1),
+            encode: !sequential || checkpointed,
+            keep_objects: sequential,
+            done: false,
+            error: Arc::new(Mutex::new(None)),
+        }
+    }
+
     fn refill(&mut self) {
         Python::attach(|py| {
-            let it = self.iter.bind(py).clone();
+            let mut it = self.iter.bind(py).clone();
             let mut taken = 0;
             while taken < INPUT_BATCH && !self.done {
                 let mut objs = Vec::with_capacity(self.chunk_size.min(4096));
+                // The chunk's encoding, made as its items are read, for
+                // as long as they are plain data (the usual case).
+                let mut plain = self
+                    .encode
+                    .then(|| PlainWire::new(self.chunk_size))
+                    .flatten();
                 let mut raised = None;
                 while objs.len() < self.chunk_size {
-                    match it.clone().next() {
+                    match it.next() {
                         None => {
                             self.done = true;
                             break;
@@ -71,18 +100,26 @@ impl PyInput {
                             self.done = true;
                             break;
                         }
-                        Some(Ok(obj)) => objs.push(obj),
+                        Some(Ok(obj)) => {
+                            if let Some(w) = &mut plain
+                                && !w.push(&obj)
+                            {
+                                plain = None;
+                            }
+                            objs.push(obj);
+                        }
                     }
                 }
                 taken += objs.len();
                 if !objs.is_empty() {
-                    self.push_chunk(py, objs);
+                    let wire = plain.and_then(PlainWire::finish);
+                    self.push_chunk(py, objs, wire);
                 }
                 if let Some(e) = raised {
                     let text = describe_error(py, &e);
                     *lock(&self.error) = Some(e);
-                    self.buf
-                        .push_back(Err(format!("the input iterator raised: {text}")));
+                    self.failure
+                        .get_or_insert_with(|| format!("the input iterator raised: {text}"));
                 }
             }
         });
@@ -90,43 +127,36 @@ impl PyInput {
 
     /// Queues one chunk's items (or those before an item that cannot be
     /// encoded, then the error: the runtime drops that partial chunk).
-    fn push_chunk(&mut self, py: Python<'_>, objs: Vec<Bound<'_, PyAny>>) {
-        let (blob, error) = if !self.encode {
-            let objs = objs.into_iter().map(Bound::unbind).collect();
-            (Blob::from_objects(objs, None), None)
-        } else {
-            match blob::encode(py, &Source::Slice(&objs), Encoding::Auto) {
-                Ok(wire) if self.keep_objects => {
-                    let objs = objs.into_iter().map(Bound::unbind).collect();
-                    (Blob::from_objects(objs, Some(wire)), None)
-                }
-                Ok(wire) => match Blob::from_wire(wire) {
-                    Ok(b) => (b, None),
-                    Err(e) => (Blob::from_objects(Vec::new(), None), Some((0, e))),
-                },
-                Err((i, e)) => {
-                    let before = objs[..i].iter().map(|o| o.clone().unbind()).collect();
-                    (Blob::from_objects(before, None), Some((i, e)))
-                }
+    /// `wire` is their encoding, if it was made as they were read.
+    fn push_chunk(&mut self, py: Python<'_>, objs: Vec<Bound<'_, PyAny>>, wire: Option<Vec<u8>>) {
+        let unbind = |objs: Vec<Bound<'_, PyAny>>| objs.into_iter().map(Bound::unbind).collect();
+        let encoded = match wire {
+            _ if !self.encode => Ok(None),
+            Some(w) => Ok(Some(w)),
+            None => blob::encode(py, &Source::Slice(&objs), Encoding::Auto).map(Some),
+        };
+        let (blob, error) = match encoded {
+            Ok(Some(wire)) if !self.keep_objects => match Blob::from_wire(wire) {
+                Ok(b) => (b, None),
+                Err(e) => (Blob::from_objects(Vec::new(), None), Some(e)),
+            },
+            Ok(wire) => (Blob::from_objects(unbind(objs), wire), None),
+            Err((i, e)) => {
+                let before = objs[..i].iter().map(|o| o.clone().unbind()).collect();
+                (Blob::from_objects(before, None), Some(e))
             }
         };
-        let blob = Arc::new(blob);
-        for k in 0..blob.len() {
-            self.buf.push_back(Ok(Item {
-                index: self.next_index,
-                data: Data::Part(Arc::clone(&blob), k as u32),
-            }));
-            self.next_index += 1;
+        if blob.len() > 0 {
+            self.ready.push_back(Arc::new(blob));
         }
-        if let Some((_, e)) = error {
+        if let Some(e) = error {
             let what = if self.keep_objects {
                 "the item cannot be encoded for the checkpoint's input fingerprint (it must be \
                  picklable)"
             } else {
                 "the item cannot be sent to a worker process (it must be picklable)"
             };
-            self.buf
-                .push_back(Err(format!("{what}: {}", describe_error(py, &e))));
+            self.failure = Some(format!("{what}: {}", describe_error(py, &e)));
             self.done = true;
         }
     }
@@ -135,10 +165,29 @@ impl PyInput {
 impl Iterator for PyInput {
     type Item = Result<Item, String>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.buf.is_empty() && !self.done {
+        loop {
+            if let Some(blob) = self.ready.front() {
+                if (self.cursor as usize) < blob.len() {
+                    let item = Item {
+                        index: self.next_index,
+                        data: Data::Part(Arc::clone(blob), self.cursor),
+                    };
+                    self.cursor += 1;
+                    self.next_index += 1;
+                    return Some(Ok(item));
+                }
+                self.ready.pop_front();
+                self.cursor = 0;
+                continue;
+            }
+            if let Some(failure) = self.failure.take() {
+                return Some(Err(failure));
+            }
+            if self.done {
+                return None;
+            }
             self.refill();
         }
-        self.buf.pop_front()
     }
 }
 
@@ -401,17 +450,13 @@ pub fn run_job<'py>(
         );
     }
 
-    let input_error = Arc::new(Mutex::new(None::<PyErr>));
-    let input = PyInput {
-        iter: items.try_iter()?.unbind(),
-        buf: VecDeque::new(),
-        next_index: 0,
-        chunk_size: chunk_size.max(1),
-        encode: !sequential || checkpointed,
-        keep_objects: sequential,
-        done: false,
-        error: Arc::clone(&input_error),
-    };
+    let input = PyInput::new(
+        items.try_iter()?.unbind(),
+        chunk_size,
+        sequential,
+        checkpointed,
+    );
+    let input_error = Arc::clone(&input.error);
 
     let (done_tx, mut done_rx) = mpsc::channel::<()>();
     let job = std::thread::Builder::new()
