@@ -415,6 +415,7 @@ pub fn whole<'a>(mut data: impl Iterator<Item = &'a Data>) -> Option<Vec<ChunkWi
         for k in 1..blob.len() {
             match data.next() {
                 Some(Data::Part(b, i)) if *i as usize == k && Arc::ptr_eq(b, blob) => {}
+                Some(Data::Sibling(i)) if *i as usize == k => {}
                 _ => return None,
             }
         }
@@ -428,6 +429,7 @@ pub fn to_py_vec<'a, 'py>(
     data: impl Iterator<Item = &'a Data>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut out = Vec::with_capacity(data.size_hint().0);
+    // The last blob met and its objects (decoded if it has several).
     let mut current: Option<(&'a Arc<Blob>, Vec<Bound<'py, PyAny>>)> = None;
     for d in data {
         match d {
@@ -452,6 +454,15 @@ pub fn to_py_vec<'a, 'py>(
                 } else {
                     out.push(b.element(py, k)?);
                 }
+            }
+            Data::Sibling(k) => {
+                let o = current
+                    .as_ref()
+                    .and_then(|(_, objs)| objs.get(*k as usize))
+                    .ok_or_else(|| {
+                        pyo3::exceptions::PyRuntimeError::new_err(Data::lone_sibling(*k))
+                    })?;
+                out.push(o.clone());
             }
             other => out.push(other.to_py(py)?),
         }

@@ -43,8 +43,11 @@ const INPUT_BATCH: usize = 256;
 /// reference to its blob and nothing else on this thread.
 struct PyInput {
     iter: Py<PyIterator>,
-    /// Blobs read ahead; the first is being handed out, from `cursor` on.
+    /// Blobs read ahead, and the number of items of the blob being handed
+    /// out and the next to hand out: its element 0 took the blob
+    /// itself, the others are [`Data::Sibling`]s.
     ready: VecDeque<Arc<Blob>>,
+    current_len: u32,
     cursor: u32,
     /// What stops the input, handed out after every blob before it.
     failure: Option<String>,
@@ -65,6 +68,7 @@ impl PyInput {
         PyInput {
             iter,
             ready: VecDeque::new(),
+            current_len: 0,
             cursor: 0,
             failure: None,
             next_index: 0,
@@ -166,27 +170,28 @@ impl Iterator for PyInput {
     type Item = Result<Item, String>;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(blob) = self.ready.front() {
-                if (self.cursor as usize) < blob.len() {
-                    let item = Item {
-                        index: self.next_index,
-                        data: Data::Part(Arc::clone(blob), self.cursor),
-                    };
-                    self.cursor += 1;
-                    self.next_index += 1;
-                    return Some(Ok(item));
-                }
-                self.ready.pop_front();
+            let data = if self.cursor < self.current_len {
+                Data::Sibling(self.cursor)
+            } else if let Some(blob) = self.ready.pop_front() {
+                // `push_chunk` queues no empty blob, and a blob's count fits in a u32.
+                self.current_len = u32::try_from(blob.len()).unwrap_or(u32::MAX);
                 self.cursor = 0;
-                continue;
-            }
-            if let Some(failure) = self.failure.take() {
+                Data::Part(blob, 0)
+            } else if let Some(failure) = self.failure.take() {
                 return Some(Err(failure));
-            }
-            if self.done {
+            } else if self.done {
                 return None;
-            }
-            self.refill();
+            } else {
+                self.refill();
+                continue;
+            };
+            let item = Item {
+                index: self.next_index,
+                data,
+            };
+            self.cursor += 1;
+            self.next_index += 1;
+            return Some(Ok(item));
         }
     }
 }

@@ -524,6 +524,13 @@ pub enum Data {
     /// Element `k` of a chunk (its items in both modes, its results in
     /// parallel mode).
     Part(Arc<Blob>, u32),
+    /// Element `k` (at least 1) of the chunk whose element 0, a
+    /// [`Data::Part`], comes first in the same sequence: the input's items
+    /// after the first of each chunk. The runtime keeps a chunk's items
+    /// together, so they need no reference to the blob of their own, and
+    /// an item costs no atomic reference count on the threads it crosses.
+    /// Read only in its sequence (`crate::blob::whole`, `to_py_vec`).
+    Sibling(u32),
     /// The object itself.
     Object(Py<PyAny>),
 }
@@ -532,6 +539,7 @@ impl Clone for Data {
     fn clone(&self) -> Self {
         match self {
             Data::Part(b, k) => Data::Part(Arc::clone(b), *k),
+            Data::Sibling(k) => Data::Sibling(*k),
             Data::Object(o) => Python::attach(|py| Data::Object(o.clone_ref(py))),
         }
     }
@@ -541,6 +549,7 @@ impl fmt::Debug for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Data::Part(b, k) => write!(f, "<element {k} of a chunk of {}>", b.len()),
+            Data::Sibling(k) => write!(f, "<element {k} of the chunk before>"),
             Data::Object(_) => write!(f, "<python object>"),
         }
     }
@@ -551,6 +560,9 @@ impl Data {
     pub fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self {
             Data::Part(b, k) => b.element(py, *k as usize),
+            Data::Sibling(k) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                Data::lone_sibling(*k),
+            )),
             Data::Object(o) => Ok(o.bind(py).clone()),
         }
     }
@@ -559,9 +571,17 @@ impl Data {
     pub fn value(&self) -> Result<Value, String> {
         match self {
             Data::Part(b, k) => b.value(*k as usize),
+            Data::Sibling(k) => Err(Data::lone_sibling(*k)),
             Data::Object(o) => Python::attach(|py| Value::from_py(o.bind(py)))
                 .map_err(|e| format!("cannot convert the object: {e}")),
         }
+    }
+}
+
+impl Data {
+    /// Why a [`Data::Sibling`] read on its own has no value.
+    pub fn lone_sibling(k: u32) -> String {
+        format!("element {k} of a chunk was read without the chunk's first element")
     }
 }
 
@@ -571,7 +591,7 @@ impl Data {
 fn serialize_part<S: Serializer>(data: &Data, s: S) -> Result<S::Ok, S::Error> {
     match data {
         Data::Part(b, 0) => s.serialize_bytes(b.wire().map_err(ser::Error::custom)?),
-        Data::Part(..) => s.serialize_unit(),
+        Data::Part(..) | Data::Sibling(_) => s.serialize_unit(),
         Data::Object(o) => {
             // Not part of a chunk's blob: a blob of its own.
             let blob = Python::attach(|py| Blob::from_objects(vec![o.clone_ref(py)], None));
