@@ -18,23 +18,29 @@ const ARRAY: u8 = 4;
 const MAP: u8 = 5;
 const TAG: u8 = 6;
 
-/// Appends a CBOR head (major type and argument).
+/// Appends a CBOR head (major type and argument), in its shortest form.
+#[inline]
 pub fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let m = major << 5;
     if arg < 24 {
         out.push(m | arg as u8);
-    } else if let Ok(a) = u8::try_from(arg) {
-        out.extend_from_slice(&[m | 24, a]);
-    } else if let Ok(a) = u16::try_from(arg) {
-        out.push(m | 25);
-        out.extend_from_slice(&a.to_be_bytes());
-    } else if let Ok(a) = u32::try_from(arg) {
-        out.push(m | 26);
-        out.extend_from_slice(&a.to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&arg.to_be_bytes());
+        return;
     }
+    // One append of the whole head: this runs once per value.
+    let be = arg.to_be_bytes();
+    let (info, len) = if arg <= 0xff {
+        (24, 1)
+    } else if arg <= 0xffff {
+        (25, 2)
+    } else if arg <= 0xffff_ffff {
+        (26, 4)
+    } else {
+        (27, 8)
+    };
+    let mut buf = [0u8; 9];
+    buf[0] = m | info;
+    buf[1..=len].copy_from_slice(&be[8 - len..]);
+    out.extend_from_slice(&buf[..=len]);
 }
 
 /// Appends a byte string.
@@ -183,6 +189,7 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
         let end = self
             .pos
@@ -194,13 +201,12 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     fn uint(&mut self, n: usize) -> PyResult<u64> {
         let b = self.take(n)?;
-        let mut v = 0u64;
-        for x in b {
-            v = (v << 8) | u64::from(*x);
-        }
-        Ok(v)
+        let mut be = [0u8; 8];
+        be[8 - b.len()..].copy_from_slice(b);
+        Ok(u64::from_be_bytes(be))
     }
 
     /// The next head: (major type, additional info, argument).
