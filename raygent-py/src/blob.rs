@@ -423,16 +423,54 @@ pub fn whole<'a>(mut data: impl Iterator<Item = &'a Data>) -> Option<Vec<ChunkWi
     }
 }
 
+/// A blob decoded straight into the output at its element 0: while the
+/// data goes through it in order, each element is in place already.
+struct InPlace<'a> {
+    blob: &'a Arc<Blob>,
+    /// Where its element 0 is in the output, and the element expected next.
+    base: usize,
+    next: usize,
+}
+
 /// The Python objects of `data`, in order, each blob decoded once.
 pub fn to_py_vec<'a, 'py>(
     py: Python<'py>,
     data: impl Iterator<Item = &'a Data>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut out = Vec::with_capacity(data.size_hint().0);
-    // The last blob met and its objects (decoded if it has several).
+    let mut in_place: Option<InPlace<'a>> = None;
+    // A blob met out of order and its objects (decoded if it has several).
     let mut current: Option<(&'a Arc<Blob>, Vec<Bound<'py, PyAny>>)> = None;
     for d in data {
+        if let Some(p) = &mut in_place {
+            let in_order = match d {
+                Data::Part(b, k) => Arc::ptr_eq(b, p.blob) && *k as usize == p.next,
+                Data::Sibling(k) => *k as usize == p.next,
+                Data::Object(_) => false,
+            };
+            if in_order && p.next < p.blob.len() {
+                p.next += 1;
+                continue;
+            }
+            // Out of order (a rare case): the elements not asked for leave
+            // the output, and all of the blob's objects are kept for what
+            // comes next.
+            let rest = out.split_off(p.base + p.next);
+            let mut objs = out[p.base..].to_vec();
+            objs.extend(rest);
+            current = Some((p.blob, objs));
+            in_place = None;
+        }
         match d {
+            Data::Part(b, 0) if b.len() > 1 => {
+                let base = out.len();
+                b.extend_py(py, &mut out)?;
+                in_place = Some(InPlace {
+                    blob: b,
+                    base,
+                    next: 1,
+                });
+            }
             Data::Part(b, k) => {
                 let k = *k as usize;
                 if let Some((cb, objs)) = &current
@@ -466,6 +504,9 @@ pub fn to_py_vec<'a, 'py>(
             }
             other => out.push(other.to_py(py)?),
         }
+    }
+    if let Some(p) = in_place {
+        out.truncate(p.base + p.next);
     }
     Ok(out)
 }

@@ -350,6 +350,9 @@ pub fn run_job<'py>(
         name: task_name.clone(),
         version: task_version.clone(),
         failed: Mutex::new(Default::default()),
+        // A `DatasetSaver` serializes results one by one; everything else
+        // (the results list, a handler, a Python saver) reads whole chunks.
+        results_by_chunk: dataset.is_none(),
     });
     let s3_opts = s3_options(s3.as_ref())?;
 

@@ -30,6 +30,9 @@ pub struct Shared {
     /// The items of chunks whose last attempt failed, by first item index,
     /// so that a chunk that fails for good can be reported with its items.
     pub failed: Mutex<HashMap<u64, Vec<Data>>>,
+    /// Results are read a whole chunk at a time, in order: a worker's
+    /// results after the first of a chunk are then [`Data::Sibling`]s.
+    pub results_by_chunk: bool,
 }
 
 impl Shared {
@@ -284,7 +287,7 @@ impl Task for ProcTask {
         };
         let result = chunks.and_then(|chunks| {
             let replies = self.inner.process_items(&chunks)?;
-            unpack(&chunks, replies)
+            unpack(&chunks, replies, self.shared.results_by_chunk)
         });
         self.shared.record(items, &result);
         result
@@ -330,8 +333,13 @@ fn reencode(items: &[Item]) -> Result<ChunkWire, TaskError> {
 }
 
 /// A worker's reply, one blob of results per chunk sent, as results
-/// sharing their chunk's blob.
-fn unpack(chunks: &[ChunkWire], replies: Vec<ChunkWire>) -> Result<Vec<Out>, TaskError> {
+/// sharing their chunk's blob: each holding a reference to it, or (when
+/// they are read only a chunk at a time, `by_chunk`) the first alone.
+fn unpack(
+    chunks: &[ChunkWire],
+    replies: Vec<ChunkWire>,
+    by_chunk: bool,
+) -> Result<Vec<Out>, TaskError> {
     let mut outs = Vec::with_capacity(chunks.iter().map(|c| c.0.len()).sum());
     for (i, (chunk, reply)) in chunks.iter().zip(replies).enumerate() {
         let (n, got) = (chunk.0.len(), reply.0.len());
@@ -341,7 +349,12 @@ fn unpack(chunks: &[ChunkWire], replies: Vec<ChunkWire>) -> Result<Vec<Out>, Tas
             )
             .into());
         }
-        outs.extend((0..n).map(|k| Out(Data::Part(Arc::clone(&reply.0), k as u32))));
+        if by_chunk && n > 0 {
+            outs.push(Out(Data::Part(reply.0, 0)));
+            outs.extend((1..n).map(|k| Out(Data::Sibling(k as u32))));
+        } else {
+            outs.extend((0..n).map(|k| Out(Data::Part(Arc::clone(&reply.0), k as u32))));
+        }
     }
     Ok(outs)
 }
