@@ -437,7 +437,17 @@ pub fn to_py_vec<'a, 'py>(
     py: Python<'py>,
     data: impl Iterator<Item = &'a Data>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    let mut out = Vec::with_capacity(data.size_hint().0);
+    let n = data.size_hint().0;
+    to_py_vec_sized(py, data, n)
+}
+
+/// [`to_py_vec`] of `data` that holds about `n` values.
+fn to_py_vec_sized<'a, 'py>(
+    py: Python<'py>,
+    data: impl Iterator<Item = &'a Data>,
+    n: usize,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut out = Vec::with_capacity(n);
     let mut in_place: Option<InPlace<'a>> = None;
     // A blob met out of order and its objects (decoded if it has several).
     let mut current: Option<(&'a Arc<Blob>, Vec<Bound<'py, PyAny>>)> = None;
@@ -509,6 +519,16 @@ pub fn to_py_vec<'a, 'py>(
         out.truncate(p.base + p.next);
     }
     Ok(out)
+}
+
+/// The Python objects of the results in `parts`, in order, as a list.
+pub fn results_to_py_list<'py>(
+    py: Python<'py>,
+    parts: &[Vec<crate::value::Out>],
+) -> PyResult<Bound<'py, PyList>> {
+    let n = parts.iter().map(Vec::len).sum();
+    let data = parts.iter().flatten().map(|v| &v.0);
+    PyList::new(py, to_py_vec_sized(py, data, n)?)
 }
 
 /// The Python objects of `data` as a list (see [`to_py_vec`]).

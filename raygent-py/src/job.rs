@@ -19,9 +19,7 @@ use raygent_actors::worker::RustWorker;
 use raygent_actors::{
     INLINE_JOB_STATE_MAX, Progress, ResumeConfig, StepProgressStore, SubmitOptions, TaskManager,
 };
-use raygent_core::{
-    Collect, FailurePolicy, JobReport, ResultHandler, RetryPolicy, Saver, StopHandle,
-};
+use raygent_core::{FailurePolicy, JobReport, ResultHandler, RetryPolicy, Saver, StopHandle};
 use raygent_savers::Location;
 
 use crate::blob::{self, Blob, Encoding, PlainWire, Source};
@@ -237,7 +235,9 @@ struct Handler {
 }
 
 enum HandlerKind {
-    Collect(Collect<Out>),
+    /// The results, as the vectors they come in (a chunk's, or a saved
+    /// batch's): kept as they are, they are never copied into one.
+    Collect(Vec<Vec<Out>>),
     Call(CallHandler),
 }
 
@@ -247,7 +247,7 @@ impl ResultHandler<Out> for Handler {
         self.first.get_or_insert(now);
         self.last = Some(now);
         match &mut self.kind {
-            HandlerKind::Collect(c) => c.add(first_item, results),
+            HandlerKind::Collect(c) => c.push(results),
             HandlerKind::Call(h) => h.add(first_item, results),
         }
     }
@@ -411,7 +411,7 @@ pub fn run_job<'py>(
     let collect = result_handler.is_none();
     let started = Instant::now();
     let kind = match result_handler {
-        None => HandlerKind::Collect(Collect::new()),
+        None => HandlerKind::Collect(Vec::new()),
         Some(f) => HandlerKind::Call(CallHandler {
             f: f.unbind(),
             chunk_size: chunk_size.max(1) as u64,
@@ -519,10 +519,7 @@ pub fn run_job<'py>(
     let first_result = since(handler.as_ref().and_then(|h| h.first));
     let last_result = since(handler.as_ref().and_then(|h| h.last));
     let results = match handler.map(|h| h.kind) {
-        Some(HandlerKind::Collect(mut c)) if collect => {
-            let values = c.take();
-            Some(blob::to_py_list(py, values.iter().map(|v| &v.0))?)
-        }
+        Some(HandlerKind::Collect(c)) if collect => Some(blob::results_to_py_list(py, &c)?),
         _ => None,
     };
     out.set_item("results", results)?;
