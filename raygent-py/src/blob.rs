@@ -423,19 +423,10 @@ pub fn whole<'a>(mut data: impl Iterator<Item = &'a Data>) -> Option<Vec<ChunkWi
     }
 }
 
-/// A blob decoded straight into the output at its element 0: while the
-/// data goes through it in order, each element is in place already.
-struct InPlace<'a> {
-    blob: &'a Arc<Blob>,
-    /// Where its element 0 is in the output, and the element expected next.
-    base: usize,
-    next: usize,
-}
-
 /// The Python objects of `data`, in order, each blob decoded once.
 pub fn to_py_vec<'a, 'py>(
     py: Python<'py>,
-    data: impl Iterator<Item = &'a Data>,
+    data: impl Iterator<Item = &'a Data> + Clone,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let n = data.size_hint().0;
     to_py_vec_sized(py, data, n)
@@ -444,45 +435,79 @@ pub fn to_py_vec<'a, 'py>(
 /// [`to_py_vec`] of `data` that holds about `n` values.
 fn to_py_vec_sized<'a, 'py>(
     py: Python<'py>,
+    data: impl Iterator<Item = &'a Data> + Clone,
+    n: usize,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    match in_order(py, data.clone(), n)? {
+        Some(out) => Ok(out),
+        None => any_order(py, data, n),
+    }
+}
+
+/// `data` decoded a chunk at a time straight into the output, if it goes
+/// through each chunk whole and in order (as the runtime hands chunks on);
+/// `None` at the first value out of that order.
+fn in_order<'a, 'py>(
+    py: Python<'py>,
+    data: impl Iterator<Item = &'a Data>,
+    n: usize,
+) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+    let mut out = Vec::with_capacity(n);
+    // The chunk being gone through, and its element expected next.
+    let mut open: Option<(&'a Arc<Blob>, usize)> = None;
+    for d in data {
+        if let Some((blob, next)) = &mut open
+            && *next < blob.len()
+        {
+            let expected = match d {
+                Data::Part(b, k) => Arc::ptr_eq(b, blob) && *k as usize == *next,
+                Data::Sibling(k) => *k as usize == *next,
+                Data::Object(_) => false,
+            };
+            if !expected {
+                return Ok(None);
+            }
+            // In the output already.
+            *next += 1;
+            continue;
+        }
+        match d {
+            Data::Part(b, 0) => {
+                b.extend_py(py, &mut out)?;
+                open = Some((b, 1));
+            }
+            Data::Object(o) => {
+                out.push(o.bind(py).clone());
+                open = None;
+            }
+            _ => return Ok(None),
+        }
+    }
+    match open {
+        Some((blob, next)) if next < blob.len() => Ok(None),
+        _ => Ok(Some(out)),
+    }
+}
+
+/// [`to_py_vec`] of data in any order: each element looked up, the blob
+/// met last decoded once.
+fn any_order<'a, 'py>(
+    py: Python<'py>,
     data: impl Iterator<Item = &'a Data>,
     n: usize,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut out = Vec::with_capacity(n);
-    let mut in_place: Option<InPlace<'a>> = None;
-    // A blob met out of order and its objects (decoded if it has several).
+    // The blob met last and its objects (decoded if it has several).
     let mut current: Option<(&'a Arc<Blob>, Vec<Bound<'py, PyAny>>)> = None;
+    // The blob whose element 0 came last: the one a sibling belongs to.
+    let mut siblings_of: Option<&'a Arc<Blob>> = None;
     for d in data {
-        if let Some(p) = &mut in_place {
-            let in_order = match d {
-                Data::Part(b, k) => Arc::ptr_eq(b, p.blob) && *k as usize == p.next,
-                Data::Sibling(k) => *k as usize == p.next,
-                Data::Object(_) => false,
-            };
-            if in_order && p.next < p.blob.len() {
-                p.next += 1;
-                continue;
-            }
-            // Out of order (a rare case): the elements not asked for leave
-            // the output, and all of the blob's objects are kept for what
-            // comes next.
-            let rest = out.split_off(p.base + p.next);
-            let mut objs = out[p.base..].to_vec();
-            objs.extend(rest);
-            current = Some((p.blob, objs));
-            in_place = None;
-        }
         match d {
-            Data::Part(b, 0) if b.len() > 1 => {
-                let base = out.len();
-                b.extend_py(py, &mut out)?;
-                in_place = Some(InPlace {
-                    blob: b,
-                    base,
-                    next: 1,
-                });
-            }
             Data::Part(b, k) => {
                 let k = *k as usize;
+                if k == 0 {
+                    siblings_of = Some(b);
+                }
                 if let Some((cb, objs)) = &current
                     && Arc::ptr_eq(cb, b)
                     && let Some(o) = objs.get(k)
@@ -504,19 +529,19 @@ fn to_py_vec_sized<'a, 'py>(
                 }
             }
             Data::Sibling(k) => {
-                let o = current
-                    .as_ref()
-                    .and_then(|(_, objs)| objs.get(*k as usize))
-                    .ok_or_else(|| {
-                        pyo3::exceptions::PyRuntimeError::new_err(Data::lone_sibling(*k))
-                    })?;
+                let o = match (&current, siblings_of) {
+                    (Some((cb, objs)), Some(first)) if Arc::ptr_eq(cb, first) => {
+                        objs.get(*k as usize)
+                    }
+                    _ => None,
+                };
+                let o = o.ok_or_else(|| {
+                    pyo3::exceptions::PyRuntimeError::new_err(Data::lone_sibling(*k))
+                })?;
                 out.push(o.clone());
             }
             other => out.push(other.to_py(py)?),
         }
-    }
-    if let Some(p) = in_place {
-        out.truncate(p.base + p.next);
     }
     Ok(out)
 }
@@ -534,7 +559,7 @@ pub fn results_to_py_list<'py>(
 /// The Python objects of `data` as a list (see [`to_py_vec`]).
 pub fn to_py_list<'a, 'py>(
     py: Python<'py>,
-    data: impl Iterator<Item = &'a Data>,
+    data: impl Iterator<Item = &'a Data> + Clone,
 ) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, to_py_vec(py, data)?)
 }
