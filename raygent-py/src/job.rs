@@ -36,9 +36,9 @@ const INPUT_BATCH: usize = 256;
 /// grouped into blobs of `chunk_size` items (see `crate::blob`) as the
 /// runtime groups it into chunks: chunk `i` holds items `[i*n, (i+1)*n)`.
 ///
-/// Items are read and encoded in one pass, and queued as whole blobs: an
-/// [`Item`] is made only when the runtime takes it, so an item costs one
-/// reference to its blob and nothing else on this thread.
+/// Items are read and encoded in one pass, and queued as whole blobs; an
+/// [`Item`] is made only when the runtime takes it. A chunk's first item
+/// holds its blob, the others are [`Data::Sibling`]s that hold nothing.
 struct PyInput {
     iter: Py<PyIterator>,
     /// Blobs read ahead, and the number of items of the blob being handed

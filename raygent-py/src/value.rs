@@ -525,11 +525,13 @@ pub enum Data {
     /// parallel mode).
     Part(Arc<Blob>, u32),
     /// Element `k` (at least 1) of the chunk whose element 0, a
-    /// [`Data::Part`], comes first in the same sequence: the input's items
-    /// after the first of each chunk. The runtime keeps a chunk's items
-    /// together, so they need no reference to the blob of their own, and
-    /// an item costs no atomic reference count on the threads it crosses.
-    /// Read only in its sequence (`crate::blob::whole`, `to_py_vec`).
+    /// [`Data::Part`], came last before it in the same sequence: the
+    /// input's items after the first of each chunk, and a worker's results
+    /// likewise unless a `DatasetSaver` reads them one by one. The runtime
+    /// keeps a chunk's values together, so they need no reference to the
+    /// blob of their own, and a value costs no atomic reference count on
+    /// the threads it crosses. Read only in its sequence
+    /// (`crate::blob::whole`, `to_py_vec`); read alone it is an error.
     Sibling(u32),
     /// The object itself.
     Object(Py<PyAny>),
