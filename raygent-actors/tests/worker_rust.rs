@@ -462,6 +462,36 @@ fn chunks_sent_ahead() {
     assert_no_workers_left(&pids);
 }
 
+/// The worker dies on a chunk while the next was sent ahead, and the one
+/// after is told while no worker runs: both run next, in order, on one
+/// fresh worker, which is never restarted for them (a restart could lose
+/// a crash of the chunk it held, and its attempt with it).
+fn told_chunks_outlive_a_worker_death() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("fault-done");
+    let mut task = faulty("segv", Some(&marker)).task();
+    assert_eq!(task.process_items(&[1]).expect("ok"), [1]);
+    let first = task.pid();
+    // Item 7 kills the worker; [2] was sent ahead to it and dies with it.
+    task.prefetch(&[7]);
+    task.prefetch(&[2]);
+    let err = task.process_items(&[7]).expect_err("the worker dies");
+    assert!(marker.exists());
+    assert!(err.to_string().contains("signal"), "{err}");
+    // Told while no worker runs.
+    task.prefetch(&[3]);
+    assert_eq!(task.process_items(&[2]).expect("ok"), [4]);
+    let second = task.pid();
+    assert_ne!(second, first, "a fresh worker");
+    task.prefetch(&[4]);
+    assert_eq!(task.process_items(&[3]).expect("ok"), [9]);
+    assert_eq!(task.process_items(&[4]).expect("ok"), [16]);
+    assert_eq!(task.pid(), second, "no restart for the chunks told ahead");
+    let pids: Vec<u32> = [first, second].into_iter().flatten().collect();
+    drop(task);
+    assert_no_workers_left(&pids);
+}
+
 /// A task error on a chunk while the next is sent ahead: that one fails
 /// alone, once, and every result comes back in order.
 fn task_error_once_through_the_manager() {
@@ -560,6 +590,10 @@ fn main() {
             segv_once_through_the_manager,
         ),
         ("chunks_sent_ahead", chunks_sent_ahead),
+        (
+            "told_chunks_outlive_a_worker_death",
+            told_chunks_outlive_a_worker_death,
+        ),
         (
             "task_error_once_through_the_manager",
             task_error_once_through_the_manager,

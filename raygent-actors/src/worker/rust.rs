@@ -265,6 +265,16 @@ impl<T: Task> RustWorker<T> {
 /// The most chunks sent to a worker whose replies are not read yet: the
 /// one it runs and the one it runs next.
 const MAX_AHEAD: usize = 2;
+/// The most chunks told ahead that are kept to be recognised (the runtime
+/// tells at most two).
+const MAX_TOLD: usize = 8;
+
+/// A chunk told ahead (see [`Task::prefetch`]): its frame, and whether the
+/// running worker has it. Those sent are always the first ones.
+struct Told {
+    frame: Vec<u8>,
+    sent: bool,
+}
 
 /// A [`Task`] that runs task `T` in a child process (see [`RustWorker`]).
 ///
@@ -279,9 +289,11 @@ pub struct ProcessTask<T: Task> {
     label: String,
     worker_id: u64,
     process: Option<WorkerProcess>,
-    /// The frames of the chunks sent ahead (see [`Task::prefetch`]) whose
-    /// replies have not been read yet, in the order sent.
-    ahead: VecDeque<Vec<u8>>,
+    /// The chunks told ahead (see [`Task::prefetch`]) that have not run
+    /// yet, in the order told: each is run next, in that order, so each is
+    /// kept until then, and sent again to a fresh worker if the one that
+    /// had it dies.
+    ahead: VecDeque<Told>,
 }
 
 impl<T: Task> std::fmt::Debug for ProcessTask<T> {
@@ -360,6 +372,24 @@ impl<T: Task> ProcessTask<T> {
         }
     }
 
+    /// Sends the chunks told ahead and not sent yet, in order, while a
+    /// worker runs and fewer than [`MAX_AHEAD`] are in flight (`running`
+    /// of them being run, not told).
+    fn send_ahead(&mut self, running: usize) {
+        let Some(p) = self.process.as_mut() else {
+            return;
+        };
+        let mut in_flight = running + self.ahead.iter().filter(|t| t.sent).count();
+        for told in self.ahead.iter_mut().filter(|t| !t.sent) {
+            if in_flight >= MAX_AHEAD {
+                break;
+            }
+            p.send(told.frame.clone());
+            told.sent = true;
+            in_flight += 1;
+        }
+    }
+
     /// A chunk as the frame the worker reads.
     fn frame(&self, items: &[T::Input]) -> Result<Vec<u8>, WorkerError> {
         let mut payload = Vec::new();
@@ -383,11 +413,16 @@ impl<T: Task> ProcessTask<T> {
         let frame = self.frame(items)?;
         let timeout = self.config.options.timeout;
         let expected = items.len();
-        // Sent ahead already: its reply is the next one (or is on its way).
-        let sent = match self.ahead.pop_front() {
-            Some(ahead) if ahead == frame && self.process.is_some() => true,
+        // Told ahead already: sent, its reply is the next one (or is on
+        // its way); or not sent yet (no worker ran then, or it died since).
+        let sent = match self.ahead.front() {
+            Some(told) if told.frame == frame => {
+                let sent = told.sent && self.process.is_some();
+                self.ahead.pop_front();
+                sent
+            }
             Some(_) => {
-                // Another chunk was sent ahead: its reply would come first.
+                // Another chunk was told ahead: its reply would come first.
                 // A fresh worker is the simple way to never read it.
                 tracing::debug!(worker = %self.label, "a chunk sent ahead was not the next one; restarting the worker");
                 self.ahead.clear();
@@ -396,15 +431,13 @@ impl<T: Task> ProcessTask<T> {
             }
             None => false,
         };
-        let p = if sent {
-            match self.process.as_mut() {
-                Some(p) => p,
-                None => return Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
-            }
-        } else {
-            let p = self.ensure_started()?;
-            p.send(frame);
-            p
+        if !sent {
+            self.ensure_started()?.send(frame);
+        }
+        // The chunks told after this one go to a fresh worker now too.
+        self.send_ahead(1);
+        let Some(p) = self.process.as_mut() else {
+            return Err(self.err(WorkerErrorKind::Protocol, "worker vanished"));
         };
         let deadline = timeout.map(|t| Instant::now() + t);
         let reply = match p.recv(deadline) {
@@ -434,8 +467,11 @@ impl<T: Task> ProcessTask<T> {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(self.err(WorkerErrorKind::Task, msg)),
             Err(cause) => {
-                // What was sent ahead dies with the worker: sent again.
-                self.ahead.clear();
+                // What was sent ahead dies with the worker: sent again to
+                // the next one, with no attempt charged.
+                for told in &mut self.ahead {
+                    told.sent = false;
+                }
                 match self.process.take() {
                     Some(p) => Err(p.fail(cause)),
                     None => Err(self.err(WorkerErrorKind::Protocol, "worker vanished")),
@@ -466,19 +502,18 @@ impl<T: Task> Task for ProcessTask<T> {
         true
     }
 
-    /// Sends the chunk to the worker now, if one is running and fewer than
-    /// two chunks are ahead: the worker starts on it as soon as it is done
+    /// Keeps the chunk, to be run next after those told before it, and
+    /// sends it to the worker now if one is running and fewer than two
+    /// chunks are in flight: the worker starts on it as soon as it is done
     /// with the one before, instead of waiting for a round trip. What goes
     /// wrong with it is reported when it is run.
     fn prefetch(&mut self, items: &[T::Input]) {
-        if self.ahead.len() >= MAX_AHEAD || items.is_empty() || self.process.is_none() {
+        if self.ahead.len() >= MAX_TOLD || items.is_empty() {
             return;
         }
         let Ok(frame) = self.frame(items) else { return };
-        if let Some(p) = self.process.as_mut() {
-            p.send(frame.clone());
-            self.ahead.push_back(frame);
-        }
+        self.ahead.push_back(Told { frame, sent: false });
+        self.send_ahead(0);
     }
 
     fn name(&self) -> Cow<'static, str> {
