@@ -379,14 +379,11 @@ impl<T: Task> ProcessTask<T> {
         let Some(p) = self.process.as_mut() else {
             return;
         };
-        let mut in_flight = running + self.ahead.iter().filter(|t| t.sent).count();
-        for told in self.ahead.iter_mut().filter(|t| !t.sent) {
-            if in_flight >= MAX_AHEAD {
-                break;
-            }
+        let in_flight = running + self.ahead.iter().filter(|t| t.sent).count();
+        let room = MAX_AHEAD.saturating_sub(in_flight);
+        for told in self.ahead.iter_mut().filter(|t| !t.sent).take(room) {
             p.send(told.frame.clone());
             told.sent = true;
-            in_flight += 1;
         }
     }
 
