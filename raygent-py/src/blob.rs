@@ -91,6 +91,14 @@ fn header(kind: u8, n: usize) -> PyResult<Vec<u8>> {
     Ok(out)
 }
 
+/// The start of a CBOR blob of `n` elements: its header, then the head of
+/// the CBOR array that holds them.
+fn cbor_header(n: usize) -> PyResult<Vec<u8>> {
+    let mut out = header(KIND_CBOR, n)?;
+    codec::head(&mut out, 4, n as u64);
+    Ok(out)
+}
+
 /// Encodes the elements of `src` as a blob's wire. On failure, the index
 /// of the first element that cannot be encoded (not picklable) and why.
 pub fn encode(
@@ -101,8 +109,7 @@ pub fn encode(
     let n = src.len();
     let whole = |e: PyErr| (0usize, e);
     if encoding == Encoding::Auto {
-        let mut out = header(KIND_CBOR, n).map_err(whole)?;
-        codec::head(&mut out, 4, n as u64);
+        let mut out = cbor_header(n).map_err(whole)?;
         let mut plain = true;
         for i in 0..n {
             let x = src.get(i).map_err(|e| (i, e))?;
@@ -125,8 +132,7 @@ pub fn encode(
             return Ok(out);
         }
     }
-    let mut out = header(KIND_CBOR, n).map_err(whole)?;
-    codec::head(&mut out, 4, n as u64);
+    let mut out = cbor_header(n).map_err(whole)?;
     for i in 0..n {
         let x = src.get(i).map_err(|e| (i, e))?;
         codec::encode_py(&x, &mut out).map_err(|e| (i, e))?;
@@ -150,8 +156,7 @@ impl PlainWire {
     /// A wire for a chunk of (as a rule) `full` elements; `None` if that is
     /// more than a chunk's header can count.
     pub fn new(full: usize) -> Option<Self> {
-        let mut out = header(KIND_CBOR, full).ok()?;
-        codec::head(&mut out, 4, full as u64);
+        let out = cbor_header(full).ok()?;
         let body = out.len();
         Some(PlainWire {
             out,
@@ -174,8 +179,7 @@ impl PlainWire {
         if self.n == self.full {
             return Some(self.out);
         }
-        let mut wire = header(KIND_CBOR, self.n).ok()?;
-        codec::head(&mut wire, 4, self.n as u64);
+        let mut wire = cbor_header(self.n).ok()?;
         wire.extend_from_slice(&self.out[self.body..]);
         Some(wire)
     }
