@@ -583,7 +583,10 @@ impl Data {
 impl Data {
     /// Why a [`Data::Sibling`] read on its own has no value.
     pub fn lone_sibling(k: u32) -> String {
-        format!("element {k} of a chunk was read without the chunk's first element")
+        format!(
+            "internal error: element {k} of a chunk was read without the chunk's first element \
+             (please report it)"
+        )
     }
 }
 
