@@ -265,9 +265,6 @@ impl<T: Task> RustWorker<T> {
 /// The most chunks sent to a worker whose replies are not read yet: the
 /// one it runs and the one it runs next.
 const MAX_AHEAD: usize = 2;
-/// The most chunks told ahead that are kept to be recognised (the runtime
-/// tells at most two).
-const MAX_TOLD: usize = 8;
 
 /// A chunk told ahead (see [`Task::prefetch`]): its frame, and whether the
 /// running worker has it. Those sent are always the first ones.
@@ -505,7 +502,9 @@ impl<T: Task> Task for ProcessTask<T> {
     /// with the one before, instead of waiting for a round trip. What goes
     /// wrong with it is reported when it is run.
     fn prefetch(&mut self, items: &[T::Input]) {
-        if self.ahead.len() >= MAX_TOLD || items.is_empty() {
+        // Every chunk told is kept (the runtime tells at most two ahead): one
+        // dropped here would later look like a chunk out of order.
+        if items.is_empty() {
             return;
         }
         let Ok(frame) = self.frame(items) else { return };
